@@ -1,0 +1,55 @@
+"""Seed schema v1: ``cache_rows`` as animedex's raw-sqlite3 cache first created it.
+
+Types are spelled out here rather than imported from the models: a revision
+describes the schema as it was at this step. On SQLite the table is
+``WITHOUT ROWID`` with TEXT/BLOB/INTEGER columns, exactly the seed's DDL.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import mysql
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+# MariaDB's utf8mb4_bin pads ('k' = 'k '); the NO PAD binary collation keeps keys exact.
+KEY = (
+    sa.String(255)
+    .with_variant(sa.Text(), "sqlite")
+    .with_variant(mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
+)
+PAYLOAD = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+SECONDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "cache_rows",
+        sa.Column("backend", KEY, nullable=False),
+        sa.Column("signature", KEY, nullable=False),
+        sa.Column("payload", PAYLOAD, nullable=False),
+        sa.Column("expires_at", SECONDS, nullable=False),
+        sa.PrimaryKeyConstraint("backend", "signature", name="pk_cache_rows"),
+        sqlite_with_rowid=False,
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("cache_rows")
+    # 0002's downgrade keeps cache_meta (with schema_version '1') for the seed's
+    # code; below 0001 nothing of ours remains.
+    if _has_table("cache_meta"):
+        op.drop_table("cache_meta")
+
+
+def _has_table(name: str) -> bool:
+    from alembic import context
+
+    return context.is_offline_mode() or sa.inspect(op.get_bind()).has_table(name)

@@ -1,0 +1,145 @@
+"""Turn a path, URL or Engine into a configured SQLAlchemy engine.
+
+SQLite gets one connect hook (busy timeout first, then per-connection pragmas)
+and hands transaction control to us: the driver runs in autocommit and our
+``begin`` hook emits ``BEGIN`` (or ``BEGIN IMMEDIATE``), so DDL in a migration
+is really transactional. Server engines get pre-ping pools.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["StoreEngine", "open_engine", "mask_url", "DEFAULT_TIMEOUT_SECONDS", "URL_ENV_VAR"]
+
+#: Environment variable naming the database when no target is given.
+URL_ENV_VAR = "ANIMEDEX_STORE_URL"
+#: How long a write waits for another connection's lock before failing.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class StoreEngine:
+    """An engine plus how to name it in messages and where its file is, if any."""
+
+    engine: Engine
+    target: str  # the file path, or the URL with its password masked
+    path: Path | None  # the SQLite file; None for in-memory and servers
+    owns_engine: bool  # False when the caller passed an Engine: we must not dispose it
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as a string with its password replaced by ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_engine(
+    target: str | os.PathLike[str] | URL | Engine | None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> StoreEngine:
+    """Resolve ``target`` (None → ``$ANIMEDEX_STORE_URL`` or the default cache file)."""
+    if isinstance(target, Engine):
+        if target.dialect.name == "sqlite":
+            _install_sqlite_hooks(target, timeout)
+        database = target.url.database if target.dialect.name == "sqlite" else None
+        path = Path(database) if database and database != ":memory:" else None
+        return StoreEngine(target, str(path) if path else mask_url(target.url), path, owns_engine=False)
+    if target is None:
+        target = os.environ.get(URL_ENV_VAR) or None
+    if target is None:
+        from .paths import default_cache_path
+
+        target = default_cache_path()
+    if isinstance(target, str) and "://" in target:
+        target = make_url(target)
+    if isinstance(target, URL):
+        if target.get_backend_name() == "sqlite":
+            if target.database in (None, "", ":memory:"):
+                return _memory_engine(timeout)
+            return _file_engine(Path(target.database), timeout)
+        engine = create_engine(target, pool_pre_ping=True, pool_recycle=3600)
+        return StoreEngine(engine, mask_url(target), None, owns_engine=True)
+    if isinstance(target, (str, os.PathLike)):
+        return _file_engine(Path(target), timeout)
+    raise TypeError(f"target must be a path, URL string, sqlalchemy URL or Engine, not {type(target).__name__}")
+
+
+def _memory_engine(timeout: float) -> StoreEngine:
+    # The default pool gives each thread its own empty in-memory database:
+    # share one connection instead.
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    _install_sqlite_hooks(engine, timeout)
+    return StoreEngine(engine, "sqlite:// (in memory)", None, owns_engine=True)
+
+
+def _file_engine(path: Path, timeout: float) -> StoreEngine:
+    path = path.expanduser()
+    _create_private_file(path)
+    engine = create_engine(URL.create("sqlite", database=str(path)), connect_args={"check_same_thread": False})
+    _install_sqlite_hooks(engine, timeout)
+    return StoreEngine(engine, str(path), path, owns_engine=True)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create missing directories (0700) and the file (0600): cached responses
+    and headers can hold users' tokens. An existing file is left as it is."""
+    missing = [parent for parent in reversed(path.parents) if not parent.exists()]
+    for directory in missing:
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _install_sqlite_hooks(engine: Engine, timeout: float) -> None:
+    if getattr(engine, "_animedex_hooks", False):
+        return
+    engine._animedex_hooks = True  # type: ignore[attr-defined]
+    busy_timeout_ms = int(timeout * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Autocommit driver: pysqlite would otherwise open transactions itself,
+        # and never before DDL, so a failed migration would stay half applied.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # Wait for other writers instead of failing at once with "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        # WAL + NORMAL is durable at checkpoints and never corrupts; a power
+        # loss may drop the last commits, which a cache can afford.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        # schema.schema_lock asks for IMMEDIATE: take the write lock up front so
+        # the check-then-migrate sequence cannot be interleaved by another writer.
+        mode = connection.get_execution_options().get("animedex_sqlite_begin", "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def enable_wal(store: StoreEngine) -> None:
+    """Switch a SQLite file to WAL (persistent in the file header). Called only
+    once the file is known to be ours, so a foreign file is never modified."""
+    if store.path is None:
+        return
+    # On the DB-API connection: SQLAlchemy's would open a transaction first,
+    # and the journal mode cannot change inside one.
+    raw = store.engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA journal_mode = WAL")
+    finally:
+        raw.close()

@@ -1,0 +1,99 @@
+"""Exceptions raised by animedex-store.
+
+Every storage problem is a :class:`StoreError` whose message names the target:
+the SQLite file, or the database URL with its password masked.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StoreError",
+    "NotADatabaseError",
+    "CorruptDatabaseError",
+    "ReadOnlyError",
+    "DiskFullError",
+    "DatabaseLockedError",
+    "ConnectionFailedError",
+    "SchemaTooNewError",
+    "UnknownSchemaError",
+    "SchemaBehindError",
+    "MigrationError",
+]
+
+
+class StoreError(Exception):
+    """Base class of every storage error; ``target`` is the file or masked URL."""
+
+    def __init__(self, message: str, *, target: str | None = None) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+class NotADatabaseError(StoreError):
+    """The file exists but is not a SQLite database; it was not modified."""
+
+
+class CorruptDatabaseError(StoreError):
+    """SQLite reports the database image as malformed."""
+
+
+class ReadOnlyError(StoreError):
+    """A write was refused because the file, its directory or the server is read-only."""
+
+
+class DiskFullError(StoreError):
+    """The disk (or the database's page limit) is full; earlier rows are intact."""
+
+
+class DatabaseLockedError(StoreError):
+    """Another connection held the lock longer than the configured timeout."""
+
+
+class ConnectionFailedError(StoreError):
+    """The database server could not be reached."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer animedex-store; upgrade the package."""
+
+
+class UnknownSchemaError(StoreError):
+    """The database holds tables this package did not create; nothing was touched."""
+
+
+class SchemaBehindError(StoreError):
+    """The schema is older than this package and ``migrate=False`` forbids upgrading it."""
+
+
+class MigrationError(StoreError):
+    """A migration failed and was rolled back; the data is as it was before."""
+
+
+# Primary SQLite result codes (sqlite3 exposes them as ``sqlite_errorcode``).
+_SQLITE_ERRORS: dict[int, tuple[type[StoreError], str]] = {
+    5: (DatabaseLockedError, "{target} stayed locked by another connection past the timeout"),
+    6: (DatabaseLockedError, "{target} stayed locked by another connection past the timeout"),
+    8: (ReadOnlyError, "{target} is read-only (check the permissions of the file and its directory)"),
+    11: (CorruptDatabaseError, "{target} is corrupt; move it aside and a new cache will be created"),
+    13: (DiskFullError, "the disk holding {target} is full; earlier rows are intact"),
+    14: (StoreError, "cannot open {target} (check that its directory exists and is writable)"),
+    26: (NotADatabaseError, "{target} is not a SQLite database; it was left untouched"),
+}
+
+
+def store_error(exc: BaseException, target: str) -> StoreError:
+    """Translate a driver or SQLAlchemy error into a :class:`StoreError` naming ``target``.
+
+    Only the driver's own message is kept: SQLAlchemy's would also quote the
+    statement's parameters, which are users' payloads.
+    """
+    if isinstance(exc, StoreError):
+        return exc
+    original = getattr(exc, "orig", None) or exc
+    code = getattr(original, "sqlite_errorcode", None)
+    if code is not None:
+        error_class, template = _SQLITE_ERRORS.get(code & 0xFF, (StoreError, "database error on {target}"))
+        return error_class(f"{template.format(target=target)} ({original})", target=target)
+    if getattr(exc, "connection_invalidated", False) or type(original).__name__ == "OperationalError":
+        return ConnectionFailedError(f"database error on {target}: {original}", target=target)
+    return StoreError(f"database error on {target}: {original}", target=target)

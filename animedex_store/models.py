@@ -1,0 +1,73 @@
+"""The two tables of the cache, declared once with typed SQLAlchemy 2 mappings.
+
+No engine and no I/O here. The revision scripts in ``alembic/versions`` describe
+each schema step on their own; ``alembic check`` proves these models and a
+migrated database agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "CacheRow", "CacheMeta", "KEY_MAX_LENGTH", "SCHEMA_VERSION"]
+
+#: Longest ``backend`` or ``signature`` accepted, in characters. Both key columns
+#: together must fit one index entry on every engine: 2 x 255 x 4 bytes (utf8mb4)
+#: is within MariaDB/MySQL's 3072-byte and PostgreSQL's ~2700-byte B-tree limits.
+KEY_MAX_LENGTH = 255
+
+#: Value kept in ``cache_meta.schema_version`` so the seed's own code, opening a
+#: file we migrated, sees its v2 columns and does not try to add them again.
+SCHEMA_VERSION = "2"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Keys compare exactly on every engine. SQLite and PostgreSQL compare text
+# byte-wise already; MariaDB's utf8mb4_bin is a PAD SPACE collation ('k' = 'k '),
+# so keys there use the NO PAD binary collation.
+KeyType = (
+    String(KEY_MAX_LENGTH)
+    .with_variant(Text(), "sqlite")
+    .with_variant(mysql.VARCHAR(KEY_MAX_LENGTH, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
+)
+# The seed declared INTEGER/BLOB; servers need 64-bit seconds and >64 KiB payloads.
+EpochSeconds = BigInteger().with_variant(Integer(), "sqlite")
+PayloadType = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata names every constraint and index."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CacheRow(Base):
+    """One cached response, keyed by ``(backend, signature)``."""
+
+    __tablename__ = "cache_rows"
+    # The seed created this table WITHOUT ROWID; fresh SQLite files match it.
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    backend: Mapped[str] = mapped_column(KeyType, primary_key=True)
+    signature: Mapped[str] = mapped_column(KeyType, primary_key=True)
+    payload: Mapped[bytes] = mapped_column(PayloadType)
+    expires_at: Mapped[int] = mapped_column(EpochSeconds)
+    response_headers: Mapped[bytes | None] = mapped_column(PayloadType)
+    fetched_at: Mapped[int | None] = mapped_column(EpochSeconds)
+
+
+class CacheMeta(Base):
+    """Key/value facts about the file; holds ``schema_version`` for the seed's code."""
+
+    __tablename__ = "cache_meta"
+
+    key: Mapped[str] = mapped_column(String(64).with_variant(Text(), "sqlite"), primary_key=True)
+    value: Mapped[str] = mapped_column(Text())

@@ -1,0 +1,160 @@
+"""``CacheRepository``: the TTL cache that application code imports."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from .connections import ClosedConnections, Connections, open_connections
+from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine, enable_wal, open_engine
+from .errors import store_error
+from .schema import ensure_schema
+from .statements import Statements
+from .validation import check_key, check_payload, check_ttl, decode_headers, encode_headers
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = ["CacheRepository", "Clock"]
+
+#: A clock returns the current time as an aware datetime (naive is taken as UTC).
+Clock = Callable[[], datetime]
+ModelT = TypeVar("ModelT", bound="BaseModel")
+_EMPTY_HEADERS = b"{}"
+
+
+def epoch_seconds(moment: datetime) -> int:
+    """Whole epoch seconds of ``moment``; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp())
+
+
+class CacheRepository:
+    """A TTL cache of raw response bytes keyed by ``(backend, signature)``.
+
+    ``target`` is ``None`` (``$ANIMEDEX_STORE_URL``, else the default cache
+    file), a path (a SQLite file, parent directories created), a URL string or
+    ``sqlalchemy.URL`` (``sqlite://`` is in memory), or an ``Engine`` (not
+    disposed on close). Opening migrates the schema to head unless
+    ``migrate=False``. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | URL | Engine | None = None,
+        *,
+        clock: Clock | None = None,
+        migrate: bool = True,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be a callable returning a datetime, not {type(clock).__name__}")
+        self._clock = clock
+        self._store: StoreEngine = open_engine(target, timeout=timeout)
+        self.target = self._store.target
+        try:
+            if ensure_schema(self._store.engine, self.target, migrate=migrate):
+                enable_wal(self._store)
+            self._sql = Statements(self._store.engine.dialect)
+            self._db: Connections = open_connections(self._store)
+        except Exception as exc:
+            self._dispose()
+            raise store_error(exc, self.target) from exc
+
+    # -- time ---------------------------------------------------------------
+    def _now(self) -> int:
+        if self._clock is None:
+            return int(time.time())
+        return epoch_seconds(self._clock())
+
+    # -- writes ---------------------------------------------------------------
+    def set(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> None:
+        """Store or overwrite a row, with empty headers and ``fetched_at`` = now."""
+        self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds)
+
+    def set_with_meta(
+        self,
+        backend: str,
+        signature: str,
+        payload: bytes,
+        *,
+        response_headers: Mapping[str, str],
+        ttl_seconds: int,
+    ) -> None:
+        """Store or overwrite a row with its response headers (a str→str mapping)."""
+        self._write(backend, signature, payload, encode_headers(response_headers), ttl_seconds)
+
+    def _write(self, backend: str, signature: str, payload: object, headers: bytes, ttl_seconds: object) -> None:
+        check_key("backend", backend)
+        check_key("signature", signature)
+        payload_bytes = check_payload(payload)
+        ttl = check_ttl(ttl_seconds)
+        now = self._now()
+        self._db.execute(self._sql.upsert, (backend, signature, payload_bytes, now + ttl, headers, now))
+
+    def set_model(self, backend: str, signature: str, model: BaseModel, *, ttl_seconds: int) -> None:
+        """Store a pydantic model as ``model.model_dump_json()`` in UTF-8."""
+        from pydantic import BaseModel
+
+        if not isinstance(model, BaseModel):
+            raise TypeError(f"model must be a pydantic BaseModel, not {type(model).__name__}")
+        self.set(backend, signature, model.model_dump_json().encode("utf-8"), ttl_seconds=ttl_seconds)
+
+    def purge_expired(self) -> int:
+        """Delete every row with ``expires_at <= now``; returns how many were removed."""
+        return self._db.execute(self._sql.purge_expired, (self._now(),))
+
+    # -- reads (pure: an expired row is reported missing, never deleted) ------
+    def get(self, backend: str, signature: str) -> bytes | None:
+        """The payload, or ``None`` when the row is missing or expired."""
+        check_key("backend", backend)
+        check_key("signature", signature)
+        row = self._db.fetchone(self._sql.get, (backend, signature, self._now()))
+        return None if row is None else row[0]
+
+    def get_with_meta(self, backend: str, signature: str) -> tuple[bytes, dict[str, str], datetime | None] | None:
+        """``(payload, headers, fetched_at)`` or ``None``; pre-v2 rows give ``({}, None)``."""
+        check_key("backend", backend)
+        check_key("signature", signature)
+        row = self._db.fetchone(self._sql.get_with_meta, (backend, signature, self._now()))
+        if row is None:
+            return None
+        payload, headers, fetched_at = row
+        fetched = None if fetched_at is None else datetime.fromtimestamp(fetched_at, timezone.utc)
+        return payload, decode_headers(headers), fetched
+
+    def get_model(self, backend: str, signature: str, model_type: type[ModelT]) -> ModelT | None:
+        """The stored model re-validated with ``model_type.model_validate_json``, or ``None``."""
+        if not isinstance(model_type, type) or not hasattr(model_type, "model_validate_json"):
+            raise TypeError(f"model_type must be a pydantic model class, not {model_type!r}")
+        raw = self.get(backend, signature)
+        return None if raw is None else model_type.model_validate_json(raw)
+
+    # -- lifetime -------------------------------------------------------------
+    def close(self) -> None:
+        """Release the connection (and the engine, unless the caller passed it). Idempotent."""
+        db = getattr(self, "_db", None)
+        self._db = ClosedConnections(self.target)
+        if db is not None:
+            db.close()
+        self._dispose()
+
+    def _dispose(self) -> None:
+        if self._store.owns_engine:
+            self._store.engine.dispose()
+
+    def __enter__(self) -> CacheRepository:
+        return self
+
+    def __exit__(self, *_exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CacheRepository({self.target!r})"

@@ -1,0 +1,65 @@
+"""Argument checks shared by every public write and read.
+
+Each raises ``TypeError`` for a wrong type and ``ValueError`` for a bad value,
+before anything touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from .models import KEY_MAX_LENGTH
+
+__all__ = ["check_key", "check_payload", "check_ttl", "encode_headers", "decode_headers"]
+
+
+def check_key(name: str, value: object) -> None:
+    """``backend``/``signature``: a ``str`` of at most :data:`KEY_MAX_LENGTH` characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, not {type(value).__name__}")
+    if len(value) > KEY_MAX_LENGTH:
+        raise ValueError(
+            f"{name} is {len(value)} characters long; the limit is {KEY_MAX_LENGTH} (keys are never truncated)"
+        )
+
+
+def check_payload(payload: object) -> bytes:
+    """The payload as ``bytes`` (a snapshot of a ``bytearray``/``memoryview``)."""
+    if type(payload) is bytes:
+        return payload
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError(f"payload must be bytes, bytearray or memoryview, not {type(payload).__name__}")
+
+
+def check_ttl(ttl_seconds: object) -> int:
+    """``ttl_seconds``: an ``int`` ≥ 0 (``bool`` is refused)."""
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
+        raise TypeError(f"ttl_seconds must be int, not {type(ttl_seconds).__name__}")
+    if ttl_seconds < 0:
+        raise ValueError(f"ttl_seconds must be >= 0, got {ttl_seconds}")
+    return int(ttl_seconds)
+
+
+def encode_headers(headers: object) -> bytes:
+    """Headers as the seed stored them: UTF-8 JSON of a str→str object."""
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"response_headers must be a mapping of str to str, not {type(headers).__name__}")
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"response_headers must map str to str; got {type(key).__name__} -> {type(value).__name__}"
+            )
+    return json.dumps(dict(headers), ensure_ascii=False).encode("utf-8")
+
+
+def decode_headers(blob: bytes | None) -> dict[str, str]:
+    """The stored headers; ``{}`` for rows written before v2 or an unreadable blob."""
+    if not blob:
+        return {}
+    try:
+        headers = json.loads(blob)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return headers if isinstance(headers, dict) else {}
