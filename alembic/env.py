@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 
-from alembic import context
 from alembic.operations import ops
 
+from alembic import context
 from animedex_store import schema
 from animedex_store.engine import URL_ENV_VAR, enable_wal, open_engine
 from animedex_store.models import Base

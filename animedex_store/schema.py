@@ -185,9 +185,13 @@ def _refuse_unknown_revisions(connection: Connection, target: str) -> None:
 def _seed_revision(connection: Connection, inspector, tables: set[str], target: str) -> str:
     """The revision matching a seed-written file: ``0002`` only for a complete v2."""
     columns = {column["name"] for column in inspector.get_columns("cache_rows")} if "cache_rows" in tables else set()
-    meta_columns = {column["name"] for column in inspector.get_columns("cache_meta")} if "cache_meta" in tables else None
-    if not columns >= SEED_V1_COLUMNS or not columns <= SEED_V1_COLUMNS | SEED_V2_COLUMNS or (
-        meta_columns is not None and meta_columns != {"key", "value"}
+    meta_columns = (
+        {column["name"] for column in inspector.get_columns("cache_meta")} if "cache_meta" in tables else None
+    )
+    if (
+        not columns >= SEED_V1_COLUMNS
+        or not columns <= SEED_V1_COLUMNS | SEED_V2_COLUMNS
+        or (meta_columns is not None and meta_columns != {"key", "value"})
     ):
         raise UnknownSchemaError(
             f"{target} has cache tables of an unknown shape (cache_rows columns: "
@@ -218,7 +222,9 @@ def schema_lock(connection: Connection, target: str) -> Iterator[Connection]:
     with connection.begin():
         if dialect == "postgresql":
             connection.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(current_database() || '.' || current_schema() || ':animedex_store'))")
+                text(
+                    "SELECT pg_advisory_xact_lock(hashtext(current_database() || '.' || current_schema() || ':animedex_store'))"
+                )
             )
             yield connection
         elif dialect in ("mysql", "mariadb"):

@@ -40,7 +40,7 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: Sequence[str]) -
         if order == list(range(len(names))):
             return Compiled(compiled.string, tuple)
         return Compiled(compiled.string, lambda values: tuple(values[i] for i in order))
-    return Compiled(compiled.string, lambda values: dict(zip(names, values)))
+    return Compiled(compiled.string, lambda values: dict(zip(names, values, strict=True)))
 
 
 def _upsert(dialect: Dialect) -> ClauseElement:

@@ -48,9 +48,7 @@ def encode_headers(headers: object) -> bytes:
         raise TypeError(f"response_headers must be a mapping of str to str, not {type(headers).__name__}")
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(
-                f"response_headers must map str to str; got {type(key).__name__} -> {type(value).__name__}"
-            )
+            raise TypeError(f"response_headers must map str to str; got {type(key).__name__} -> {type(value).__name__}")
     return json.dumps(dict(headers), ensure_ascii=False).encode("utf-8")
 
 

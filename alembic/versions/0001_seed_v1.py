@@ -11,8 +11,9 @@ Revises:
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import mysql
+
+from alembic import op
 
 revision = "0001"
 down_revision = None

@@ -13,8 +13,9 @@ Revises: 0001
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import context, op
 from sqlalchemy.dialects import mysql
+
+from alembic import context, op
 
 revision = "0002"
 down_revision = "0001"
