@@ -223,7 +223,8 @@ def schema_lock(connection: Connection, target: str) -> Iterator[Connection]:
         if dialect == "postgresql":
             connection.execute(
                 text(
-                    "SELECT pg_advisory_xact_lock(hashtext(current_database() || '.' || current_schema() || ':animedex_store'))"
+                    "SELECT pg_advisory_xact_lock("
+                    "hashtext(current_database() || '.' || current_schema() || ':animedex_store'))"
                 )
             )
             yield connection
