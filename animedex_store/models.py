@@ -59,7 +59,8 @@ class CacheRow(Base):
     backend: Mapped[str] = mapped_column(KeyType, primary_key=True)
     signature: Mapped[str] = mapped_column(KeyType, primary_key=True)
     payload: Mapped[bytes] = mapped_column(PayloadType)
-    expires_at: Mapped[int] = mapped_column(EpochSeconds)
+    # Indexed (revision 0003) so purge_expired reads only the expired rows.
+    expires_at: Mapped[int] = mapped_column(EpochSeconds, index=True)
     response_headers: Mapped[bytes | None] = mapped_column(PayloadType)
     fetched_at: Mapped[int | None] = mapped_column(EpochSeconds)
 

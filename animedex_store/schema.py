@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD_REVISION", "ensure_schema", "schema_lock", "adopt_legacy", "alembic_config", "script_location"]
 
 #: The newest revision in ``alembic/versions``; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 VERSION_TABLE = "alembic_version"
 SEED_V1_COLUMNS = frozenset({"backend", "signature", "payload", "expires_at"})
