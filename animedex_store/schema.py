@@ -221,11 +221,10 @@ def schema_lock(connection: Connection, target: str) -> Iterator[Connection]:
         connection.execution_options(animedex_sqlite_begin="IMMEDIATE")
     with connection.begin():
         if dialect == "postgresql":
+            # One lock per database and schema: sandboxes and tenants don't wait on each other.
             connection.execute(
-                text(
-                    "SELECT pg_advisory_xact_lock("
-                    "hashtext(current_database() || '.' || current_schema() || ':animedex_store'))"
-                )
+                text("SELECT pg_advisory_xact_lock(hashtext(current_database() || '.' || current_schema() || :tag))"),
+                {"tag": ":animedex_store"},
             )
             yield connection
         elif dialect in ("mysql", "mariadb"):
