@@ -11,6 +11,8 @@ from sqlalchemy import BigInteger, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .coltypes import ExactKey
+
 __all__ = ["Base", "CacheRow", "CacheMeta", "KEY_MAX_LENGTH", "SCHEMA_VERSION"]
 
 #: Longest ``backend`` or ``signature`` accepted, in characters. Both key columns
@@ -30,14 +32,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Keys compare exactly on every engine. SQLite and PostgreSQL compare text
-# byte-wise already; MariaDB's utf8mb4_bin is a PAD SPACE collation ('k' = 'k '),
-# so keys there use the NO PAD binary collation.
-KeyType = (
-    String(KEY_MAX_LENGTH)
-    .with_variant(Text(), "sqlite")
-    .with_variant(mysql.VARCHAR(KEY_MAX_LENGTH, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
-)
+# Keys compare exactly on every engine (a NO PAD binary collation on MariaDB/MySQL).
+KeyType = ExactKey(KEY_MAX_LENGTH)
 # The seed declared INTEGER/BLOB; servers need 64-bit seconds and >64 KiB payloads.
 EpochSeconds = BigInteger().with_variant(Integer(), "sqlite")
 PayloadType = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")

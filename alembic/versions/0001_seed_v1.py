@@ -14,18 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from alembic import op
+from animedex_store.coltypes import ExactKey
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-# MariaDB's utf8mb4_bin pads ('k' = 'k '); the NO PAD binary collation keeps keys exact.
-KEY = (
-    sa.String(255)
-    .with_variant(sa.Text(), "sqlite")
-    .with_variant(mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
-)
+# TEXT on SQLite; on MariaDB/MySQL a NO PAD binary collation (utf8mb4_bin pads: 'k' = 'k ').
+KEY = ExactKey(255)
 PAYLOAD = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 SECONDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

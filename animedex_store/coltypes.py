@@ -1,0 +1,36 @@
+"""Column types whose DDL depends on the database, shared by the models and the revisions."""
+
+from __future__ import annotations
+
+from sqlalchemy import Dialect, String, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = ["ExactKey"]
+
+
+class ExactKey(TypeDecorator[str]):
+    """A key column that compares exactly: case, trailing spaces and Unicode normalisation count.
+
+    SQLite and PostgreSQL compare text byte-wise already. On MariaDB/MySQL the
+    column needs a binary collation that is also NO PAD (``utf8mb4_bin`` pads,
+    so ``'k' = 'k '``): ``utf8mb4_nopad_bin`` on MariaDB, ``utf8mb4_0900_bin``
+    on MySQL 8. SQLAlchemy names both dialects ``mysql`` when the URL says
+    ``mysql://``, so the choice follows the server actually connected to
+    (``is_mariadb``), not the URL's dialect name.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[str]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())  # the seed's TEXT columns
+        if dialect.name in ("mysql", "mariadb"):
+            collation = "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+            return dialect.type_descriptor(mysql.VARCHAR(self.length, charset="utf8mb4", collation=collation))
+        return dialect.type_descriptor(String(self.length))
