@@ -14,8 +14,11 @@ from sqlalchemy.engine import URL
 from .connections import ClosedConnections, Connections, open_connections
 from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine, enable_wal, open_engine
 from .errors import store_error
+from .eviction import SizeCap, check_max_bytes
+from .results import BackendStats, CachedResponse, CacheStats
 from .schema import ensure_schema
 from .statements import Statements
+from .vacuum import vacuum
 from .validation import check_key, check_payload, check_ttl, decode_headers, encode_headers
 
 if TYPE_CHECKING:
@@ -36,6 +39,10 @@ def epoch_seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+def _utc_or_none(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
 class CacheRepository:
     """A TTL cache of raw response bytes keyed by ``(backend, signature)``.
 
@@ -44,6 +51,10 @@ class CacheRepository:
     ``sqlalchemy.URL`` (``sqlite://`` is in memory), or an ``Engine`` (not
     disposed on close). Opening migrates the schema to head unless
     ``migrate=False``. Safe to share between threads.
+
+    ``max_bytes`` caps the total payload size: a write that takes it over
+    evicts expired rows first, then the rows closest to expiry (see
+    :mod:`animedex_store.eviction` for how the cost stays bounded).
     """
 
     def __init__(
@@ -53,9 +64,12 @@ class CacheRepository:
         clock: Clock | None = None,
         migrate: bool = True,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_bytes: int | None = None,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning a datetime, not {type(clock).__name__}")
+        cap = check_max_bytes(max_bytes)
+        self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
         self._store: StoreEngine = open_engine(target, timeout=timeout)
         self.target = self._store.target
@@ -97,7 +111,14 @@ class CacheRepository:
         payload_bytes = check_payload(payload)
         ttl = check_ttl(ttl_seconds)
         now = self._now()
+        cap = self._cap
+        if cap is None:
+            self._db.execute(self._sql.upsert, (backend, signature, payload_bytes, now + ttl, headers, now))
+            return
+        cap.check_fits(len(payload_bytes))
+        previous = cap.previous_size(self._db, self._sql, backend, signature)
         self._db.execute(self._sql.upsert, (backend, signature, payload_bytes, now + ttl, headers, now))
+        cap.grew(self._db, self._sql, len(payload_bytes) - previous, (backend, signature))
 
     def set_model(self, backend: str, signature: str, model: BaseModel, *, ttl_seconds: int) -> None:
         """Store a pydantic model as ``model.model_dump_json()`` in UTF-8."""
@@ -111,6 +132,24 @@ class CacheRepository:
         """Delete every row with ``expires_at <= now``; returns how many were removed."""
         return self._db.execute(self._sql.purge_expired, (self._now(),))
 
+    def delete(self, backend: str, signature: str) -> bool:
+        """Delete one row, expired or not; ``True`` if it existed."""
+        check_key("backend", backend)
+        check_key("signature", signature)
+        return self._db.execute(self._sql.delete, (backend, signature)) > 0
+
+    def clear(self, backend: str | None = None) -> int:
+        """Delete every row, or only ``backend``'s; returns how many were removed."""
+        if backend is None:
+            return self._db.execute(self._sql.clear, ())
+        check_key("backend", backend)
+        return self._db.execute(self._sql.clear_backend, (backend,))
+
+    def vacuum(self) -> int | None:
+        """Give the space of deleted rows back to the disk; bytes reclaimed, or ``None`` where the
+        engine cannot tell (MariaDB/MySQL). Locks the table while it runs: see :mod:`animedex_store.vacuum`."""
+        return vacuum(self._store, self._db)
+
     # -- reads (pure: an expired row is reported missing, never deleted) ------
     def get(self, backend: str, signature: str) -> bytes | None:
         """The payload, or ``None`` when the row is missing or expired."""
@@ -119,16 +158,32 @@ class CacheRepository:
         row = self._db.fetchone(self._sql.get, (backend, signature, self._now()))
         return None if row is None else row[0]
 
-    def get_with_meta(self, backend: str, signature: str) -> tuple[bytes, dict[str, str], datetime | None] | None:
-        """``(payload, headers, fetched_at)`` or ``None``; pre-v2 rows give ``({}, None)``."""
+    def get_with_meta(self, backend: str, signature: str, *, allow_stale: bool = False) -> CachedResponse | None:
+        """``(payload, headers, fetched_at)`` as a :class:`CachedResponse`, or ``None``.
+
+        The result unpacks as that 3-tuple and also has ``expires_at`` and
+        ``is_stale``. With ``allow_stale=True`` an expired row still stored is
+        returned with ``is_stale=True`` (serve the last good response when the
+        upstream is down); otherwise it reads as missing. Pre-v2 rows give
+        ``({}, None)``. Never deletes or rewrites a row.
+        """
         check_key("backend", backend)
         check_key("signature", signature)
-        row = self._db.fetchone(self._sql.get_with_meta, (backend, signature, self._now()))
+        now = self._now()
+        if allow_stale:
+            row = self._db.fetchone(self._sql.get_with_meta_stale, (backend, signature))
+        else:
+            row = self._db.fetchone(self._sql.get_with_meta, (backend, signature, now))
         if row is None:
             return None
-        payload, headers, fetched_at = row
-        fetched = None if fetched_at is None else datetime.fromtimestamp(fetched_at, timezone.utc)
-        return payload, decode_headers(headers), fetched
+        payload, headers, fetched_at, expires_at = row
+        return CachedResponse(
+            payload,
+            decode_headers(headers),
+            _utc_or_none(fetched_at),
+            datetime.fromtimestamp(expires_at, timezone.utc),
+            expires_at <= now,
+        )
 
     def get_model(self, backend: str, signature: str, model_type: type[ModelT]) -> ModelT | None:
         """The stored model re-validated with ``model_type.model_validate_json``, or ``None``."""
@@ -136,6 +191,23 @@ class CacheRepository:
             raise TypeError(f"model_type must be a pydantic model class, not {model_type!r}")
         raw = self.get(backend, signature)
         return None if raw is None else model_type.model_validate_json(raw)
+
+    def stats(self) -> CacheStats:
+        """Rows, expired rows, payload bytes and oldest/newest ``fetched_at``, in total and per backend.
+
+        One aggregate query (a pass over the rows, payloads not read).
+        """
+        backends = {
+            backend: BackendStats(
+                rows=int(rows),
+                expired_rows=int(expired),
+                payload_bytes=int(size),
+                oldest_fetched_at=_utc_or_none(oldest),
+                newest_fetched_at=_utc_or_none(newest),
+            )
+            for backend, rows, expired, size, oldest, newest in self._db.fetchall(self._sql.stats, (self._now(),))
+        }
+        return CacheStats.from_backends(backends)
 
     # -- lifetime -------------------------------------------------------------
     def close(self) -> None:

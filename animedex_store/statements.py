@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, bindparam, delete, select
+from sqlalchemy import Dialect, bindparam, case, delete, func, literal_column, select
 from sqlalchemy.sql import ClauseElement
 
 from .models import CacheRow
@@ -21,6 +21,12 @@ __all__ = ["Compiled", "Statements"]
 _rows = CacheRow.__table__
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
 _live = _rows.c.expires_at > bindparam("now")
+_expired = _rows.c.expires_at <= bindparam("now")
+_payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite reads no overflow page for it
+# Constants as SQL literals, not bound parameters: callers bind only the values they pass.
+_ZERO = literal_column("0")
+_with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at)
+_KEY = ("backend", "signature")
 _VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
 
 
@@ -65,16 +71,45 @@ def _upsert(dialect: Dialect) -> ClauseElement:
     )
 
 
+def _stats() -> ClauseElement:
+    """Per backend: rows, expired rows, payload bytes, oldest and newest ``fetched_at``, in one pass."""
+    expired = case((_expired, literal_column("1")), else_=_ZERO)
+    return (
+        select(
+            _rows.c.backend,
+            func.count(),
+            func.sum(expired),  # never NULL: every group has at least one row
+            func.sum(_payload_length),
+            func.min(_rows.c.fetched_at),
+            func.max(_rows.c.fetched_at),
+        )
+        .group_by(_rows.c.backend)
+        .order_by(_rows.c.backend)
+    )
+
+
 class Statements:
     """Every statement the repository runs, compiled for one dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
         key_and_now = ("backend", "signature", "now")
         self.get = _compile(select(_rows.c.payload).where(*_key_matches, _live), dialect, key_and_now)
-        self.get_with_meta = _compile(
-            select(_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at).where(*_key_matches, _live),
-            dialect,
-            key_and_now,
-        )
+        self.get_with_meta = _compile(select(*_with_meta).where(*_key_matches, _live), dialect, key_and_now)
+        self.get_with_meta_stale = _compile(select(*_with_meta).where(*_key_matches), dialect, _KEY)
         self.upsert = _compile(_upsert(dialect), dialect, _VALUE_NAMES)
-        self.purge_expired = _compile(delete(_rows).where(_rows.c.expires_at <= bindparam("now")), dialect, ("now",))
+        self.purge_expired = _compile(delete(_rows).where(_expired), dialect, ("now",))
+        self.delete = _compile(delete(_rows).where(*_key_matches), dialect, _KEY)
+        self.clear = _compile(delete(_rows), dialect, ())
+        self.clear_backend = _compile(delete(_rows).where(_key_matches[0]), dialect, ("backend",))
+        self.stats = _compile(_stats(), dialect, ("now",))
+        # Size cap: a write's previous size, the exact total, and the next rows to evict.
+        self.payload_size = _compile(select(_payload_length).where(*_key_matches), dialect, _KEY)
+        self.payload_total = _compile(select(func.coalesce(func.sum(_payload_length), _ZERO)), dialect, ())
+        self.eviction_batch = _compile(
+            select(_rows.c.backend, _rows.c.signature, _payload_length)
+            .order_by(_rows.c.expires_at, _rows.c.backend, _rows.c.signature)
+            .limit(bindparam("limit"))
+            .offset(_ZERO),  # explicit: SQLite's compiler would otherwise bind an OFFSET parameter of its own
+            dialect,
+            ("limit",),
+        )

@@ -1,0 +1,95 @@
+"""The optional size cap: keep the payload total under ``max_bytes`` by evicting the rows closest to expiry.
+
+The cost of a write stays bounded. Each capped repository tracks the payload
+total in memory: one exact ``SUM`` when it does not know it yet, then its own
+writes move it (the row's previous size is read by primary key first, so an
+overwrite counts as the difference). Only when the tracked total goes over the
+cap does it count exactly again (other processes may have written or deleted),
+and if the exact total is over too, it evicts down to :data:`EVICT_TO_FRACTION`
+of the cap: rows in ``expires_at`` order, so expired rows go first, then the
+rows closest to expiry, read through the ``expires_at`` index in batches of
+:data:`EVICTION_BATCH`; the row being written is never evicted by its own
+write. The headroom means a full count happens at most once per tenth of the
+cap written, never on every write.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .connections import Connections
+from .statements import Statements
+
+__all__ = ["SizeCap", "EVICT_TO_FRACTION", "EVICTION_BATCH", "check_max_bytes"]
+
+#: After an eviction the payload total is at most this fraction of the cap.
+EVICT_TO_FRACTION = 0.9
+#: Rows read per eviction query.
+EVICTION_BATCH = 256
+
+
+def check_max_bytes(max_bytes: object) -> int | None:
+    """``max_bytes``: ``None`` (no cap) or an ``int`` ≥ 1 (``bool`` is refused)."""
+    if max_bytes is None:
+        return None
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes must be int or None, not {type(max_bytes).__name__}")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    return max_bytes
+
+
+class SizeCap:
+    """Tracks one repository's view of the payload total and evicts when it passes ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._total: int | None = None  # None: unknown, count before trusting it
+        self._lock = threading.Lock()
+
+    def check_fits(self, size: int) -> None:
+        """Refuse, before anything is written, a payload that could never fit under the cap."""
+        if size > self.max_bytes:
+            raise ValueError(f"payload is {size} bytes, larger than max_bytes={self.max_bytes}")
+
+    def previous_size(self, db: Connections, sql: Statements, backend: str, signature: str) -> int:
+        """Bytes the row ``(backend, signature)`` holds now (0 when missing): what an overwrite frees."""
+        row = db.fetchone(sql.payload_size, (backend, signature))
+        return 0 if row is None else int(row[0])
+
+    def grew(self, db: Connections, sql: Statements, delta: int, written: tuple[str, str]) -> None:
+        """Account for a committed write of the key ``written`` that changed the total by ``delta``.
+
+        Over the cap, evict; the row just written is kept, so a ``get`` right
+        after a ``set`` finds it.
+        """
+        with self._lock:
+            self._total = _count(db, sql) if self._total is None else self._total + delta
+            if self._total > self.max_bytes:
+                self._total = self._evict(db, sql, written)
+
+    def _evict(self, db: Connections, sql: Statements, keep: tuple[str, str]) -> int:
+        """Evict down to the low-water mark, sparing ``keep``; returns the new total."""
+        total = _count(db, sql)
+        if total <= self.max_bytes:
+            return total  # others deleted rows since our last count
+        target = int(self.max_bytes * EVICT_TO_FRACTION)
+        while total > target:
+            batch = db.fetchall(sql.eviction_batch, (EVICTION_BATCH,))
+            chosen = []
+            for backend, signature, size in batch:
+                if total <= target:
+                    break
+                if (backend, signature) != keep:
+                    chosen.append((backend, signature))
+                    total -= int(size)
+            if chosen:
+                db.executemany(sql.delete, chosen)
+            if len(batch) < EVICTION_BATCH:
+                break  # the table is exhausted (only ``keep`` may be left)
+        return total
+
+
+def _count(db: Connections, sql: Statements) -> int:
+    row = db.fetchone(sql.payload_total, ())
+    return int(row[0]) if row is not None else 0
