@@ -16,7 +16,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["StoreEngine", "open_engine", "mask_url", "DEFAULT_TIMEOUT_SECONDS", "URL_ENV_VAR"]
+__all__ = [
+    "StoreEngine",
+    "open_engine",
+    "resolve_target",
+    "remove_sqlite_file",
+    "mask_url",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "URL_ENV_VAR",
+]
 
 #: Environment variable naming the database when no target is given.
 URL_ENV_VAR = "ANIMEDEX_STORE_URL"
@@ -43,16 +51,12 @@ def mask_url(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_engine(
-    target: str | os.PathLike[str] | URL | Engine | None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
-) -> StoreEngine:
-    """Resolve ``target`` (None → ``$ANIMEDEX_STORE_URL`` or the default cache file)."""
+def resolve_target(target: str | os.PathLike[str] | URL | Engine | None) -> Path | URL | Engine:
+    """What ``target`` names, without opening anything: a SQLite file's absolute
+    ``Path`` (``~`` expanded), a ``URL`` (a server, or ``sqlite://`` in memory), or the
+    ``Engine`` itself. ``None`` → ``$ANIMEDEX_STORE_URL``, else the default cache file."""
     if isinstance(target, Engine):
-        if target.dialect.name == "sqlite":
-            _install_sqlite_hooks(target, timeout)
-        database = target.url.database if target.dialect.name == "sqlite" else None
-        path = Path(database) if database and database != ":memory:" else None
-        return StoreEngine(target, str(path) if path else mask_url(target.url), path, owns_engine=False)
+        return target
     if target is None:
         target = os.environ.get(URL_ENV_VAR) or None
     if target is None:
@@ -62,15 +66,32 @@ def open_engine(
     if isinstance(target, str) and "://" in target:
         target = make_url(target)
     if isinstance(target, URL):
-        if target.get_backend_name() == "sqlite":
-            if target.database in (None, "", ":memory:"):
-                return _memory_engine(timeout)
-            return _file_engine(Path(target.database), timeout)
-        engine = create_engine(target, pool_pre_ping=True, pool_recycle=3600)
-        return StoreEngine(engine, mask_url(target), None, owns_engine=True)
+        if target.get_backend_name() != "sqlite" or target.database in (None, "", ":memory:"):
+            return target
+        target = target.database
     if isinstance(target, (str, os.PathLike)):
-        return _file_engine(Path(target), timeout)
+        # Absolute: a pool reconnecting after a chdir must open the same file.
+        return Path(target).expanduser().absolute()
     raise TypeError(f"target must be a path, URL string, sqlalchemy URL or Engine, not {type(target).__name__}")
+
+
+def open_engine(
+    target: str | os.PathLike[str] | URL | Engine | None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> StoreEngine:
+    """Resolve ``target`` (see :func:`resolve_target`) and configure its engine."""
+    target = resolve_target(target)
+    if isinstance(target, Engine):
+        if target.dialect.name == "sqlite":
+            _install_sqlite_hooks(target, timeout)
+        database = target.url.database if target.dialect.name == "sqlite" else None
+        path = Path(database) if database and database != ":memory:" else None
+        return StoreEngine(target, str(path) if path else mask_url(target.url), path, owns_engine=False)
+    if isinstance(target, Path):
+        return _file_engine(target, timeout)
+    if target.get_backend_name() == "sqlite":
+        return _memory_engine(timeout)
+    engine = create_engine(target, pool_pre_ping=True, pool_recycle=3600)
+    return StoreEngine(engine, mask_url(target), None, owns_engine=True)
 
 
 def _memory_engine(timeout: float) -> StoreEngine:
@@ -82,7 +103,6 @@ def _memory_engine(timeout: float) -> StoreEngine:
 
 
 def _file_engine(path: Path, timeout: float) -> StoreEngine:
-    path = path.expanduser()
     _create_private_file(path)
     engine = create_engine(URL.create("sqlite", database=str(path)), connect_args={"check_same_thread": False})
     _install_sqlite_hooks(engine, timeout)
@@ -102,6 +122,12 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         pass
+
+
+def remove_sqlite_file(path: Path) -> None:
+    """Delete a SQLite file with its ``-wal``, ``-shm`` and ``-journal`` companions, if present."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def _install_sqlite_hooks(engine: Engine, timeout: float) -> None:

@@ -10,13 +10,13 @@ file that also keeps the seed's private ``_lock`` and ``_conn`` (the
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from platformdirs import user_cache_dir
 
 from .connections import SharedSqliteConnection
+from .engine import remove_sqlite_file
 from .paths import default_ttl_seconds
 from .repository import CacheRepository
 
@@ -50,13 +50,6 @@ class SqliteCache(CacheRepository):
         return self
 
 
-def _remove_database(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        candidate = path.with_name(path.name + suffix)
-        if candidate.exists():
-            os.remove(candidate)
-
-
 def selftest() -> bool:
     """Round-trip a row through a scratch file under ``_user_cache_dir()``; returns ``True``.
 
@@ -64,7 +57,7 @@ def selftest() -> bool:
     any number of times in a row.
     """
     path = Path(_user_cache_dir()) / "selftest.sqlite"
-    _remove_database(path)
+    remove_sqlite_file(path)
     cache = SqliteCache(path=path)
     try:
         cache.set("_selftest", "key", b"hello", ttl_seconds=60)
@@ -79,5 +72,5 @@ def selftest() -> bool:
             raise AssertionError("selftest: wrong default TTL")
     finally:
         cache.close()
-        _remove_database(path)
+        remove_sqlite_file(path)
     return True

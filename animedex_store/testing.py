@@ -10,45 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
-from .repository import CacheRepository, epoch_seconds
+from .clock import FROZEN_AT, FrozenClock
+from .repository import CacheRepository
 
 __all__ = ["FrozenClock", "FROZEN_AT", "frozen_clock", "cache_repository"]
-
-#: Where ``frozen_clock`` starts.
-FROZEN_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-class FrozenClock:
-    """A clock that moves only when told: call it for the time, ``advance`` or ``set`` it."""
-
-    def __init__(self, start: datetime = FROZEN_AT) -> None:
-        self.set(start)
-
-    def __call__(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> datetime:
-        """Move forward by ``seconds`` (may be fractional or negative); returns the new time."""
-        self._now += timedelta(seconds=seconds)
-        return self._now
-
-    def set(self, moment: datetime) -> datetime:
-        """Jump to ``moment`` (naive is taken as UTC); returns it."""
-        if not isinstance(moment, datetime):
-            raise TypeError(f"moment must be a datetime, not {type(moment).__name__}")
-        self._now = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        return self._now
-
-    def timestamp(self) -> int:
-        """The current time in whole epoch seconds, as the repository stores it."""
-        return epoch_seconds(self._now)
-
 
 _template: sqlite3.Connection | None = None
 

@@ -1,0 +1,42 @@
+"""A clock that moves only when told, for tests and for the CLI's selftest.
+
+Any ``() -> datetime`` works as a repository's ``clock``; this one is fixed
+until ``advance``d or ``set``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from .repository import epoch_seconds
+
+__all__ = ["FrozenClock", "FROZEN_AT"]
+
+#: Where a FrozenClock (and so the ``frozen_clock`` fixture) starts by default.
+FROZEN_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+class FrozenClock:
+    """A clock that moves only when told: call it for the time, ``advance`` or ``set`` it."""
+
+    def __init__(self, start: datetime = FROZEN_AT) -> None:
+        self.set(start)
+
+    def __call__(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move forward by ``seconds`` (may be fractional or negative); returns the new time."""
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+    def set(self, moment: datetime) -> datetime:
+        """Jump to ``moment`` (naive is taken as UTC); returns it."""
+        if not isinstance(moment, datetime):
+            raise TypeError(f"moment must be a datetime, not {type(moment).__name__}")
+        self._now = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return self._now
+
+    def timestamp(self) -> int:
+        """The current time in whole epoch seconds, as the repository stores it."""
+        return epoch_seconds(self._now)
