@@ -9,14 +9,13 @@ from datetime import datetime, timezone
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import Engine, create_engine, func, select, update
-from sqlalchemy.pool import NullPool
+from rowdump import dump_rows, plain_engine, row_count, rows
+from sqlalchemy import Engine, update
 
 from animedex_store import CacheRepository, StoreError
-from animedex_store.models import KEY_MAX_LENGTH, CacheRow
+from animedex_store.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
-rows = CacheRow.__table__
 MakeRepository = Callable[..., CacheRepository]
 
 
@@ -28,21 +27,9 @@ def repo(make_repository: MakeRepository) -> CacheRepository:
 @pytest.fixture
 def database(engine_url: str, repo: CacheRepository) -> Iterator[Engine]:
     """A plain engine on the repository's database, to look at rows directly."""
-    engine = create_engine(engine_url, poolclass=NullPool)
+    engine = plain_engine(engine_url)
     yield engine
     engine.dispose()
-
-
-def stored(database: Engine) -> list[tuple]:
-    """Every row as stored, expired ones included, in key order."""
-    with database.connect() as connection:
-        result = connection.execute(select(rows).order_by(rows.c.backend, rows.c.signature))
-        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in result]
-
-
-def row_count(database: Engine) -> int:
-    with database.connect() as connection:
-        return connection.execute(select(func.count()).select_from(rows)).scalar_one()
 
 
 # -- round trip, expiry, overwrite -----------------------------------------------------------
@@ -80,11 +67,11 @@ def test_zero_ttl_is_expired_at_once(repo: CacheRepository) -> None:
 
 def test_get_is_a_pure_read(repo: CacheRepository, database: Engine, frozen_clock: FrozenClock) -> None:
     repo.set("b", "s", b"v", ttl_seconds=10)
-    before = stored(database)
+    before = dump_rows(database)
     frozen_clock.advance(3600)
     assert repo.get("b", "s") is None
     assert repo.get_with_meta("b", "s") is None
-    assert stored(database) == before
+    assert dump_rows(database) == before
 
 
 def test_overwrite_replaces_payload_expiry_and_headers(repo: CacheRepository, frozen_clock: FrozenClock) -> None:
@@ -116,7 +103,7 @@ def test_meta_round_trip_with_non_ascii_headers(repo: CacheRepository, frozen_cl
 
 def test_headers_are_stored_as_the_seed_did(repo: CacheRepository, database: Engine) -> None:
     repo.set_with_meta("b", "s", b"v", response_headers={"k": "é"}, ttl_seconds=60)
-    assert stored(database)[0][4] == '{"k": "é"}'.encode()
+    assert dump_rows(database)[0][4] == '{"k": "é"}'.encode()
 
 
 def test_set_gives_empty_headers_and_now(repo: CacheRepository, frozen_clock: FrozenClock) -> None:
@@ -168,7 +155,7 @@ def test_model_round_trip(repo: CacheRepository, database: Engine) -> None:
     model = Anime(id=20, title="ナルト", tags=["ninja"])
     repo.set_model("anilist", "media:20", model, ttl_seconds=60)
     assert repo.get_model("anilist", "media:20", Anime) == model
-    assert stored(database)[0][2] == model.model_dump_json().encode("utf-8")
+    assert dump_rows(database)[0][2] == model.model_dump_json().encode("utf-8")
     assert repo.get_model("anilist", "media:21", Anime) is None
 
 
@@ -187,7 +174,7 @@ def test_purge_expired_removes_only_expired_rows(
     repo.set("b", "long", b"3", ttl_seconds=21)
     frozen_clock.advance(20)
     assert repo.purge_expired() == 2
-    assert [row[1] for row in stored(database)] == ["long"]
+    assert [row[1] for row in dump_rows(database)] == ["long"]
     assert repo.get("b", "long") == b"3"
     assert repo.purge_expired() == 0
 
@@ -319,11 +306,11 @@ BAD_CALLS = {
 @pytest.mark.parametrize("name", BAD_CALLS)
 def test_bad_input_raises_and_changes_nothing(repo: CacheRepository, database: Engine, name: str) -> None:
     repo.set_with_meta("b", "s", b"original", response_headers={"k": "v"}, ttl_seconds=60)
-    before = stored(database)
+    before = dump_rows(database)
     error, call = BAD_CALLS[name]
     with pytest.raises(error):
         call(repo)
-    assert stored(database) == before
+    assert dump_rows(database) == before
     assert repo.get_with_meta("b", "s")[:2] == (b"original", {"k": "v"})
 
 
@@ -382,5 +369,5 @@ HOSTILE_KEYS = [
 def test_hostile_keys_round_trip(repo: CacheRepository, database: Engine, key: str) -> None:
     repo.set(key, key, key.encode("utf-8"), ttl_seconds=60)
     assert repo.get(key, key) == key.encode("utf-8")
-    assert stored(database)[0][:2] == (key, key)
+    assert dump_rows(database)[0][:2] == (key, key)
     assert row_count(database) == 1
