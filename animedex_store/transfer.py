@@ -1,0 +1,130 @@
+"""Copy cached rows from one database to another, for ``animedex-store copy``.
+
+Rows keep their payload, headers, ``fetched_at`` and ``expires_at`` exactly.
+The source is streamed in one read (server-side cursor where the driver has
+one) and written in batches, each one upsert ``executemany`` in its own
+transaction, so re-running a copy, or resuming an interrupted one, is safe.
+Both databases are opened as a repository would open them: migrated to head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Engine, case, func, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from .connections import open_connections
+from .engine import StoreEngine, enable_wal, open_engine
+from .errors import store_error
+from .models import CacheRow
+from .schema import ensure_schema
+from .statements import Statements
+
+__all__ = ["CopySummary", "copy_store", "DEFAULT_BATCH_SIZE"]
+
+#: Rows written per transaction.
+DEFAULT_BATCH_SIZE = 500
+
+Target = str | os.PathLike[str] | URL | Engine
+_rows = CacheRow.__table__
+# The order Statements.upsert takes its values in.
+_COLUMNS = (
+    _rows.c.backend,
+    _rows.c.signature,
+    _rows.c.payload,
+    _rows.c.expires_at,
+    _rows.c.response_headers,
+    _rows.c.fetched_at,
+)
+
+
+@dataclass(frozen=True)
+class CopySummary:
+    """What :func:`copy_store` did."""
+
+    source: str  # file path or masked URL
+    destination: str
+    rows_copied: int
+    payload_bytes: int
+    expired_skipped: int  # live rows only were copied; 0 with include_expired
+    include_expired: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def copy_store(
+    source: Target,
+    destination: Target,
+    *,
+    include_expired: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    now: int | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> CopySummary:
+    """Upsert every live row (all rows with ``include_expired``) of ``source`` into ``destination``.
+
+    ``now`` (epoch seconds, default the system time) decides what is expired.
+    ``on_start(total)`` is called with the number of rows to copy, then
+    ``on_batch(rows)`` after each committed batch. Rows already in the
+    destination under the same key are replaced.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"batch_size must be int, not {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    now = int(time.time()) if now is None else now
+    live = _rows.c.expires_at > now
+    with _opened(source) as src, _opened(destination) as dst:
+        if src.target == dst.target:
+            raise ValueError(f"source and destination are the same database: {src.target}")
+        writer = open_connections(dst)
+        upsert = Statements(dst.engine.dialect).upsert
+        copied = size = expired = 0
+        try:
+            with src.engine.connect() as connection:
+                total, expired = connection.execute(
+                    select(func.count(), func.coalesce(func.sum(case((live, 0), else_=1)), 0)).select_from(_rows)
+                ).one()
+                if not include_expired:
+                    total -= expired
+                if on_start is not None:
+                    on_start(total)
+                query = select(*_COLUMNS) if include_expired else select(*_COLUMNS).where(live)
+                result = connection.execution_options(yield_per=batch_size).execute(query)
+                for batch in result.partitions():
+                    values = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in batch]
+                    writer.executemany(upsert, values)
+                    copied += len(values)
+                    size += sum(len(row[2]) for row in values)
+                    if on_batch is not None:
+                        on_batch(len(values))
+        except (SQLAlchemyError, src.engine.dialect.loaded_dbapi.Error) as exc:
+            raise store_error(exc, src.target) from exc
+        finally:
+            writer.close()
+    return CopySummary(src.target, dst.target, copied, size, 0 if include_expired else int(expired), include_expired)
+
+
+@contextlib.contextmanager
+def _opened(target: Target) -> Iterator[StoreEngine]:
+    """``target`` opened and migrated to head, as a repository opens it; disposed afterwards."""
+    store = open_engine(target)
+    try:
+        try:
+            if ensure_schema(store.engine, store.target):
+                enable_wal(store)
+        except Exception as exc:
+            raise store_error(exc, store.target) from exc
+        yield store
+    finally:
+        if store.owns_engine:
+            store.engine.dispose()
