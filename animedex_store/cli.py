@@ -10,8 +10,10 @@ Exit status 2 is click's, for usage errors.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +28,7 @@ from .errors import StoreError
 from .inspection import describe_store
 from .repository import CacheRepository
 from .schema import HEAD_REVISION
+from .transfer import DEFAULT_BATCH_SIZE, copy_store
 
 __all__ = ["cli", "main", "store_command"]
 
@@ -76,23 +79,31 @@ def store_command(render: Callable[[Report], str]) -> Callable[[Callable[..., Re
             help="Database URL (postgresql+psycopg://..., mysql+pymysql://..., sqlite:///...) or SQLite "
             "file path. Default: the default cache file.",
         )
-        @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+        @_json_option
         @functools.wraps(function)
         def command(url: str | None, as_json: bool, **options: Any) -> None:
-            try:
-                report = function(url, **options)
-            except StoreError as exc:
-                raise click.ClickException(_one_line(exc)) from exc
-            except (ImportError, ArgumentError) as exc:
-                # A URL naming a driver or dialect that is not installed.
-                raise click.ClickException(f"cannot load the database driver: {_one_line(exc)}") from exc
-            click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report))
-            if report.get("ok") is False:
-                raise click.ClickException(report["error"])
+            _report(lambda: function(url, **options), render, as_json)
 
         return command
 
     return register
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+def _report(produce: Callable[[], Report], render: Callable[[Report], str], as_json: bool) -> None:
+    """Print what ``produce`` returns; a storage error, or a report with ``"ok": False``, exits 1."""
+    try:
+        report = produce()
+    except StoreError as exc:
+        raise click.ClickException(_one_line(exc)) from exc
+    except (ImportError, ArgumentError) as exc:
+        # A URL naming a driver or dialect that is not installed.
+        raise click.ClickException(f"cannot load the database driver: {_one_line(exc)}") from exc
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report))
+    if report.get("ok") is False:
+        raise click.ClickException(report["error"])
 
 
 def _render_selftest(report: Report) -> str:
@@ -193,3 +204,71 @@ def purge(url: str | None) -> Report:
         return {"target": str(target), "exists": False, "removed": 0}
     with CacheRepository(target) as repository:
         return {"target": repository.target, "exists": True, "removed": repository.purge_expired()}
+
+
+def _render_copy(report: Report) -> str:
+    skipped = "" if report["include_expired"] else f", skipped {report['expired_skipped']} expired"
+    return (
+        f"copied {report['rows_copied']} row(s) ({report['payload_bytes']} payload bytes{skipped}) "
+        f"from {report['source']} to {report['destination']}"
+    )
+
+
+@cli.command(name="copy")
+@click.argument("source", metavar="SRC", callback=_check_url)
+@click.argument("destination", metavar="DST", callback=_check_url)
+@click.option("--include-expired", is_flag=True, help="Copy expired rows too (default: live rows only).")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True, help="Rows per commit."
+)
+@_json_option
+def copy_command(source: str, destination: str, include_expired: bool, batch_size: int, as_json: bool) -> None:
+    """Copy every live row from SRC to DST (URLs or SQLite file paths).
+
+    Payload, headers, fetched_at and expires_at are kept exactly. Rows already
+    in DST under the same key are replaced and other rows are left alone, so
+    running it again (or after an interruption) is safe. Both databases are
+    migrated to head first, as opening them does. A progress bar goes to
+    stderr when it is a terminal.
+    """
+
+    def run() -> Report:
+        # The bar is finished (its line ended) before the report is printed.
+        with CopyProgress() as progress:
+            try:
+                summary = copy_store(
+                    source,
+                    destination,
+                    include_expired=include_expired,
+                    batch_size=batch_size,
+                    on_start=progress.start,
+                    on_batch=progress.advance,
+                )
+            except ValueError as exc:
+                raise click.UsageError(_one_line(exc)) from exc
+        return summary.as_dict()
+
+    _report(run, _render_copy, as_json)
+
+
+class CopyProgress:
+    """A click progress bar on stderr, created once the number of rows is known."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._bar: Any = None
+
+    def start(self, total: int) -> None:
+        if sys.stderr.isatty():
+            bar = click.progressbar(length=total, label="copying rows", show_pos=True, file=sys.stderr)
+            self._bar = self._stack.enter_context(bar)
+
+    def advance(self, rows: int) -> None:
+        if self._bar is not None:
+            self._bar.update(rows)
+
+    def __enter__(self) -> CopyProgress:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stack.__exit__(*exc_info)

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, case, func, select
@@ -21,7 +22,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from .connections import open_connections
-from .engine import StoreEngine, enable_wal, open_engine
+from .engine import StoreEngine, enable_wal, mask_url, open_engine, resolve_target
 from .errors import store_error
 from .models import CacheRow
 from .schema import ensure_schema
@@ -83,9 +84,9 @@ def copy_store(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     now = int(time.time()) if now is None else now
     live = _rows.c.expires_at > now
+    if resolve_target(source) == resolve_target(destination):
+        raise ValueError(f"source and destination are the same database: {_name(source)}")
     with _opened(source) as src, _opened(destination) as dst:
-        if src.target == dst.target:
-            raise ValueError(f"source and destination are the same database: {src.target}")
         writer = open_connections(dst)
         upsert = Statements(dst.engine.dialect).upsert
         copied = size = expired = 0
@@ -112,6 +113,14 @@ def copy_store(
         finally:
             writer.close()
     return CopySummary(src.target, dst.target, copied, size, 0 if include_expired else int(expired), include_expired)
+
+
+def _name(target: Target) -> str:
+    """How messages name ``target``: its path, or its URL with the password masked."""
+    resolved = resolve_target(target)
+    if isinstance(resolved, Path):
+        return str(resolved)
+    return mask_url(resolved.url if isinstance(resolved, Engine) else resolved)
 
 
 @contextlib.contextmanager

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+import pty
 import random
+import select
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from rowdump import dump_rows, plain_engine, rows
 from sqlalchemy import insert
 
 from animedex_store import CacheRepository
+from animedex_store.cli import cli
 from animedex_store.errors import ConnectionFailedError
 from animedex_store.transfer import copy_store
 
@@ -136,6 +145,11 @@ def test_same_database_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="same database"):
         copy_store(url, str(tmp_path / "a.sqlite"), now=NOW)
     assert contents(url) == sorted(sample_rows())
+    with pytest.raises(ValueError, match="same database: postgresql://u:\\*\\*\\*@h/db"):
+        copy_store("postgresql://u:pw@h/db", "postgresql://u:pw@h/db")
+    with pytest.raises(ValueError, match="same database"):
+        copy_store(tmp_path / "new.sqlite", f"sqlite:///{tmp_path / 'new.sqlite'}")
+    assert not (tmp_path / "new.sqlite").exists()  # refused before anything was opened
 
 
 @pytest.mark.parametrize(
@@ -154,3 +168,78 @@ def test_unreachable_destination_names_it_with_the_password_masked(tmp_path: Pat
     assert "user:***@127.0.0.1:9/db" in str(raised.value)
     assert "s3cret" not in str(raised.value)
     assert contents(source) == sorted(sample_rows())
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_cli_copy_prints_a_json_summary(tmp_path: Path) -> None:
+    original = [row for row in sample_rows() if is_live(row)]
+    source = filled(sqlite_url(tmp_path, "source.sqlite"), original)
+    destination = tmp_path / "destination.sqlite"
+    result = CliRunner().invoke(cli, ["copy", source, str(destination), "--include-expired", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "source": str(tmp_path / "source.sqlite"),
+        "destination": str(destination),
+        "rows_copied": len(original),
+        "payload_bytes": sum(len(row[2]) for row in original),
+        "expired_skipped": 0,
+        "include_expired": True,
+    }
+    assert contents(f"sqlite:///{destination}") == sorted(original)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "exit_code", "message"),
+    [
+        (["same", "same"], 2, "same database"),
+        (["a", "b", "--batch-size", "0"], 2, "batch-size"),
+        (["a"], 2, "Missing argument"),
+        (["a", "postgresql+psycopg://user:s3cret@127.0.0.1:9/db"], 1, "user:***@127.0.0.1:9/db"),
+    ],
+)
+def test_cli_copy_failures(tmp_path: Path, monkeypatch, arguments: list[str], exit_code: int, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["copy", *arguments])
+    assert result.exit_code == exit_code
+    assert message in result.stderr and "s3cret" not in result.output
+
+
+def test_cli_copy_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    values = [(f"b{i % 3}", f"s{i}", b"x" * i, NOW + 10**9, b"{}", NOW) for i in range(1200)]
+    source = filled(sqlite_url(tmp_path, "source.sqlite"), values)
+    command = [sys.executable, "-c", "from animedex_store.cli import main; main()", "copy", source]
+    terminal, child_side = pty.openpty()
+    with subprocess.Popen(
+        [*command, str(tmp_path / "destination.sqlite"), "--batch-size", "100"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=child_side,
+    ) as process:
+        os.close(child_side)
+        seen = read_terminal(terminal, deadline=time.monotonic() + 60)
+        stdout = process.stdout.read().decode()
+        assert process.wait(timeout=60) == 0
+    assert "copying rows" in seen and "[####" in seen and "1200/1200" in seen and "100/1200" in seen
+    assert stdout.startswith("copied 1200 row(s)") and "copying" not in stdout
+
+
+def read_terminal(terminal: int, deadline: float) -> str:
+    """Everything written to the pseudo-terminal until the child closes it (or the deadline)."""
+    chunks = []
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                break
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(terminal)
+    return b"".join(chunks).decode(errors="replace")
