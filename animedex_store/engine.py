@@ -8,13 +8,17 @@ is really transactional. Server engines get pre-ping pools.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
+
+from .errors import ReadOnlyError, StoreError
 
 __all__ = [
     "StoreEngine",
@@ -104,7 +108,7 @@ def _memory_engine(timeout: float) -> StoreEngine:
 
 def _file_engine(path: Path, timeout: float) -> StoreEngine:
     _create_private_file(path)
-    engine = create_engine(URL.create("sqlite", database=str(path)), connect_args={"check_same_thread": False})
+    engine = create_engine(_sqlite_file_url(path), connect_args={"check_same_thread": False})
     _install_sqlite_hooks(engine, timeout)
     return StoreEngine(engine, str(path), path, owns_engine=True)
 
@@ -113,15 +117,35 @@ def _create_private_file(path: Path) -> None:
     """Create missing directories (0700) and the file (0600): cached responses
     and headers can hold users' tokens. An existing file is left as it is."""
     missing = [parent for parent in reversed(path.parents) if not parent.exists()]
-    for directory in missing:
+    try:
+        for directory in missing:
+            try:
+                directory.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
         try:
-            directory.mkdir(mode=0o700)
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
             pass
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass
+    except OSError as exc:
+        error = ReadOnlyError if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else StoreError
+        raise error(f"cannot create {path}: {exc.strerror} ({exc.filename})", target=str(path)) from exc
+
+
+def _sqlite_file_url(path: Path) -> URL:
+    """The URL to open ``path`` with: read-write, or read-only when its directory is read-only.
+
+    A WAL database needs its ``-wal`` and ``-shm`` files even to be read, and
+    SQLite cannot create them in a read-only directory. ``immutable=1`` reads
+    without them; that is consistent because nobody can write a WAL database
+    there either (writers must create those files). A ``-wal`` or ``-journal``
+    left behind holds commits the file lacks, so then ``mode=ro`` reads through it.
+    """
+    if not path.exists() or os.access(path.parent, os.W_OK):
+        return URL.create("sqlite", database=str(path))
+    leftovers = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal"))
+    query = {"uri": "true", "mode": "ro"} if leftovers else {"uri": "true", "mode": "ro", "immutable": "1"}
+    return URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
 
 
 def remove_sqlite_file(path: Path) -> None:
