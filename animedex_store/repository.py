@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +30,11 @@ __all__ = ["CacheRepository", "Clock"]
 Clock = Callable[[], datetime]
 ModelT = TypeVar("ModelT", bound="BaseModel")
 _EMPTY_HEADERS = b"{}"
+#: Rows removed per transaction by :meth:`CacheRepository.purge_expired`.
+PURGE_BATCH = 1_000
+#: Signatures per query in :meth:`CacheRepository.get_many`: a power of two under
+#: every engine's limit on bound parameters (SQLite before 3.32 allowed 999).
+GET_MANY_CHUNK = 512
 
 
 def epoch_seconds(moment: datetime) -> int:
@@ -37,6 +42,20 @@ def epoch_seconds(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp())
+
+
+def _pairs(items: object) -> Iterator[tuple[object, object]]:
+    """``(signature, payload)`` pairs from an iterable, refusing anything else with ``TypeError``."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(
+            f"items must be a mapping or an iterable of (signature, payload) pairs, not {type(items).__name__}"
+        )
+    for item in items:
+        try:
+            signature, payload = item
+        except (TypeError, ValueError):
+            raise TypeError(f"each item must be a (signature, payload) pair, not {item!r:.80}") from None
+        yield signature, payload
 
 
 def _utc_or_none(seconds: int | None) -> datetime | None:
@@ -76,7 +95,7 @@ class CacheRepository:
         try:
             if ensure_schema(self._store.engine, self.target, migrate=migrate):
                 enable_wal(self._store)
-            self._sql = Statements(self._store.engine.dialect)
+            self._sql = Statements.for_dialect(self._store.engine.dialect)
             self._db: Connections = open_connections(self._store)
         except Exception as exc:
             self._dispose()
@@ -128,9 +147,58 @@ class CacheRepository:
             raise TypeError(f"model must be a pydantic BaseModel, not {type(model).__name__}")
         self.set(backend, signature, model.model_dump_json().encode("utf-8"), ttl_seconds=ttl_seconds)
 
+    def set_many(
+        self,
+        backend: str,
+        items: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+        *,
+        ttl_seconds: int,
+    ) -> None:
+        """Store or overwrite many rows of one backend in one transaction, as :meth:`set` would.
+
+        ``items`` maps signatures to payloads, or is an iterable of
+        ``(signature, payload)`` pairs (a repeated signature: the last wins).
+        Every item is checked before anything is written.
+        """
+        check_key("backend", backend)
+        pairs = items.items() if isinstance(items, Mapping) else _pairs(items)
+        payloads = {}
+        for signature, payload in pairs:
+            check_key("signature", signature)
+            payloads[signature] = check_payload(payload)
+        ttl = check_ttl(ttl_seconds)
+        if not payloads:
+            return
+        cap = self._cap
+        if cap is not None:
+            for payload in payloads.values():
+                cap.check_fits(len(payload))
+        now = self._now()
+        expires_at = now + ttl
+        rows = [
+            (backend, signature, payload, expires_at, _EMPTY_HEADERS, now) for signature, payload in payloads.items()
+        ]
+        self._db.executemany(self._sql.upsert, rows)
+        if cap is not None:
+            # Counted as if nothing was overwritten: the cap's estimate only runs
+            # high, and it counts exactly before evicting anything.
+            last_written = (backend, next(reversed(payloads)))
+            cap.grew(self._db, self._sql, sum(map(len, payloads.values())), last_written)
+
     def purge_expired(self) -> int:
-        """Delete every row with ``expires_at <= now``; returns how many were removed."""
-        return self._db.execute(self._sql.purge_expired, (self._now(),))
+        """Delete every row with ``expires_at <= now``; returns how many were removed.
+
+        Deletes in batches of :data:`PURGE_BATCH` rows found through the
+        ``expires_at`` index, each its own transaction, so writers never wait
+        long for the lock however many rows expired.
+        """
+        now = self._now()
+        removed = 0
+        while True:
+            count = self._db.execute(self._sql.purge_expired, (now, PURGE_BATCH))
+            removed += count
+            if count < PURGE_BATCH:
+                return removed
 
     def delete(self, backend: str, signature: str) -> bool:
         """Delete one row, expired or not; ``True`` if it existed."""
@@ -157,6 +225,25 @@ class CacheRepository:
         check_key("signature", signature)
         row = self._db.fetchone(self._sql.get, (backend, signature, self._now()))
         return None if row is None else row[0]
+
+    def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
+        """``{signature: payload}`` of the live rows among ``signatures`` (missing and expired left out)."""
+        check_key("backend", backend)
+        if isinstance(signatures, str):
+            raise TypeError("signatures must be an iterable of str, not a single str")
+        wanted = dict.fromkeys(signatures)  # in order, without repeats
+        for signature in wanted:
+            check_key("signature", signature)
+        now = self._now()
+        found: dict[str, bytes] = {}
+        keys = list(wanted)
+        for start in range(0, len(keys), GET_MANY_CHUNK):
+            chunk = keys[start : start + GET_MANY_CHUNK]
+            # Pad to a power of two by repeating a key: a handful of compiled variants serve every size.
+            size = 1 << (len(chunk) - 1).bit_length()
+            chunk += chunk[-1:] * (size - len(chunk))
+            found.update(self._db.fetchall(self._sql.get_many(size), (backend, *chunk, now)))
+        return found
 
     def get_with_meta(self, backend: str, signature: str, *, allow_stale: bool = False) -> CachedResponse | None:
         """``(payload, headers, fetched_at)`` as a :class:`CachedResponse`, or ``None``.

@@ -1,4 +1,4 @@
-"""The repository's SQL, built from SQLAlchemy constructs and compiled once per dialect.
+"""The repository's SQL, built from SQLAlchemy constructs and compiled once per kind of database.
 
 The hot path runs these strings on the DB-API connection: SQLAlchemy's
 ``Connection.execute`` costs ~20 µs per call, twice a raw SQLite ``get``.
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Dialect, bindparam, case, delete, func, literal_column, select
+from sqlalchemy import Dialect, bindparam, case, delete, func, literal_column, select, tuple_
 from sqlalchemy.sql import ClauseElement
 
 from .models import CacheRow
@@ -27,6 +28,7 @@ _payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite
 _ZERO = literal_column("0")
 _with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at)
 _KEY = ("backend", "signature")
+_KEY_AND_NOW = ("backend", "signature", "now")
 _VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
 
 
@@ -71,6 +73,15 @@ def _upsert(dialect: Dialect) -> ClauseElement:
     )
 
 
+def _purge_batch() -> ClauseElement:
+    """Delete up to ``limit`` expired rows: a short write transaction however many rows expired."""
+    # The keys go through a derived table: MySQL refuses LIMIT in an IN subquery
+    # and a subquery on the table being deleted from, but not a derived table.
+    expired = select(_rows.c.backend, _rows.c.signature).where(_expired).limit(bindparam("limit")).offset(_ZERO)
+    keys = expired.subquery("expired")
+    return delete(_rows).where(tuple_(_rows.c.backend, _rows.c.signature).in_(select(keys.c.backend, keys.c.signature)))
+
+
 def _stats() -> ClauseElement:
     """Per backend: rows, expired rows, payload bytes, oldest and newest ``fetched_at``, in one pass."""
     expired = case((_expired, literal_column("1")), else_=_ZERO)
@@ -89,27 +100,101 @@ def _stats() -> ClauseElement:
 
 
 class Statements:
-    """Every statement the repository runs, compiled for one dialect."""
+    """Every statement the repository runs, compiled for one dialect on first use.
+
+    Lazy, so opening a repository compiles only what it runs (a cold ``get``
+    compiles one statement), and shared: :meth:`for_dialect` hands every
+    repository on the same kind of database the same instance, so a test
+    suite opening thousands of repositories compiles each statement once.
+    """
 
     def __init__(self, dialect: Dialect) -> None:
-        key_and_now = ("backend", "signature", "now")
-        self.get = _compile(select(_rows.c.payload).where(*_key_matches, _live), dialect, key_and_now)
-        self.get_with_meta = _compile(select(*_with_meta).where(*_key_matches, _live), dialect, key_and_now)
-        self.get_with_meta_stale = _compile(select(*_with_meta).where(*_key_matches), dialect, _KEY)
-        self.upsert = _compile(_upsert(dialect), dialect, _VALUE_NAMES)
-        self.purge_expired = _compile(delete(_rows).where(_expired), dialect, ("now",))
-        self.delete = _compile(delete(_rows).where(*_key_matches), dialect, _KEY)
-        self.clear = _compile(delete(_rows), dialect, ())
-        self.clear_backend = _compile(delete(_rows).where(_key_matches[0]), dialect, ("backend",))
-        self.stats = _compile(_stats(), dialect, ("now",))
-        # Size cap: a write's previous size, the exact total, and the next rows to evict.
-        self.payload_size = _compile(select(_payload_length).where(*_key_matches), dialect, _KEY)
-        self.payload_total = _compile(select(func.coalesce(func.sum(_payload_length), _ZERO)), dialect, ())
-        self.eviction_batch = _compile(
+        self._dialect = dialect
+        self._get_many: dict[int, Compiled] = {}
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> Statements:
+        """The shared instance for ``dialect``'s kind of database."""
+        # What the compiled SQL depends on: the dialect and driver (class), the
+        # placeholder style, and the server version and flavour (MariaDB spells
+        # its upsert differently from MySQL 8). Races only compile twice.
+        key = (type(dialect), dialect.paramstyle, dialect.server_version_info, getattr(dialect, "is_mariadb", None))
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = _SHARED[key] = cls(dialect)
+        return shared
+
+    @cached_property
+    def get(self) -> Compiled:
+        return _compile(select(_rows.c.payload).where(*_key_matches, _live), self._dialect, _KEY_AND_NOW)
+
+    @cached_property
+    def get_with_meta(self) -> Compiled:
+        return _compile(select(*_with_meta).where(*_key_matches, _live), self._dialect, _KEY_AND_NOW)
+
+    @cached_property
+    def get_with_meta_stale(self) -> Compiled:
+        return _compile(select(*_with_meta).where(*_key_matches), self._dialect, _KEY)
+
+    def get_many(self, size: int) -> Compiled:
+        """``(signature, payload)`` of the live rows among ``size`` signatures of one backend.
+
+        Values: backend, the ``size`` signatures, now. Callers pad their
+        chunks to a power of two, so at most a dozen variants get compiled.
+        """
+        compiled = self._get_many.get(size)
+        if compiled is None:
+            names = ("backend", *(f"signature_{i}" for i in range(size)), "now")
+            statement = select(_rows.c.signature, _rows.c.payload).where(
+                _key_matches[0], _rows.c.signature.in_([bindparam(name) for name in names[1:-1]]), _live
+            )
+            compiled = self._get_many[size] = _compile(statement, self._dialect, names)
+        return compiled
+
+    @cached_property
+    def upsert(self) -> Compiled:
+        return _compile(_upsert(self._dialect), self._dialect, _VALUE_NAMES)
+
+    @cached_property
+    def purge_expired(self) -> Compiled:
+        """Delete up to ``limit`` expired rows (values: now, limit), found through the ``expires_at`` index."""
+        return _compile(_purge_batch(), self._dialect, ("now", "limit"))
+
+    @cached_property
+    def delete(self) -> Compiled:
+        return _compile(delete(_rows).where(*_key_matches), self._dialect, _KEY)
+
+    @cached_property
+    def clear(self) -> Compiled:
+        return _compile(delete(_rows), self._dialect, ())
+
+    @cached_property
+    def clear_backend(self) -> Compiled:
+        return _compile(delete(_rows).where(_key_matches[0]), self._dialect, ("backend",))
+
+    @cached_property
+    def stats(self) -> Compiled:
+        return _compile(_stats(), self._dialect, ("now",))
+
+    # Size cap: a write's previous size, the exact total, and the next rows to evict.
+    @cached_property
+    def payload_size(self) -> Compiled:
+        return _compile(select(_payload_length).where(*_key_matches), self._dialect, _KEY)
+
+    @cached_property
+    def payload_total(self) -> Compiled:
+        return _compile(select(func.coalesce(func.sum(_payload_length), _ZERO)), self._dialect, ())
+
+    @cached_property
+    def eviction_batch(self) -> Compiled:
+        return _compile(
             select(_rows.c.backend, _rows.c.signature, _payload_length)
             .order_by(_rows.c.expires_at, _rows.c.backend, _rows.c.signature)
             .limit(bindparam("limit"))
             .offset(_ZERO),  # explicit: SQLite's compiler would otherwise bind an OFFSET parameter of its own
-            dialect,
+            self._dialect,
             ("limit",),
         )
+
+
+_SHARED: dict[tuple[Any, ...], Statements] = {}
