@@ -1,0 +1,60 @@
+"""Drive Alembic from tests: the ``alembic`` command of this venv, or in-process on a file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from animedex_store.engine import URL_ENV_VAR, open_engine
+from animedex_store.schema import alembic_config
+
+__all__ = ["REPO_ROOT", "ALEMBIC", "run_alembic", "migrate_file", "revisions"]
+
+#: The checkout: ``alembic.ini`` and the top-level ``alembic/`` live here.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The ``alembic`` executable installed beside this interpreter.
+ALEMBIC = Path(sys.executable).with_name("alembic")
+CLI_TIMEOUT_SECONDS = 60
+
+
+def run_alembic(
+    *args: str, home: Path, env: dict[str, str] | None = None, expect_ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``alembic *args`` from the checkout with ``HOME`` and ``XDG_CACHE_HOME`` under
+    ``home`` (so the default cache path is there) and ``$ANIMEDEX_STORE_URL`` unset
+    unless ``env`` sets it. Asserts the exit status unless ``expect_ok`` is false."""
+    environment = {key: value for key, value in os.environ.items() if key != URL_ENV_VAR}
+    environment.update(HOME=str(home), XDG_CACHE_HOME=str(home / "xdg-cache"), **(env or {}))
+    result = subprocess.run(
+        [str(ALEMBIC), *args],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+    )
+    if expect_ok:
+        assert result.returncode == 0, f"alembic {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def migrate_file(path: Path, revision: str, *, downgrade: bool = False) -> None:
+    """Upgrade (or downgrade) the SQLite file at ``path`` to ``revision`` in-process, in one transaction."""
+    from alembic import command
+
+    store = open_engine(path)
+    try:
+        with store.engine.begin() as connection:
+            (command.downgrade if downgrade else command.upgrade)(alembic_config(connection), revision)
+    finally:
+        store.engine.dispose()
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
