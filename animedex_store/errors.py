@@ -14,6 +14,7 @@ __all__ = [
     "DiskFullError",
     "DatabaseLockedError",
     "ConnectionFailedError",
+    "UnstorableValueError",
     "SchemaTooNewError",
     "UnknownSchemaError",
     "SchemaBehindError",
@@ -47,6 +48,10 @@ class DiskFullError(StoreError):
 
 class DatabaseLockedError(StoreError):
     """Another connection held the lock longer than the configured timeout."""
+
+
+class UnstorableValueError(StoreError, ValueError):
+    """The engine refused a value (PostgreSQL text cannot hold NUL); nothing was written."""
 
 
 class ConnectionFailedError(StoreError):
@@ -94,6 +99,10 @@ def store_error(exc: BaseException, target: str) -> StoreError:
     if code is not None:
         error_class, template = _SQLITE_ERRORS.get(code & 0xFF, (StoreError, "database error on {target}"))
         return error_class(f"{template.format(target=target)} ({original})", target=target)
+    if any(cls.__name__ == "DataError" for cls in type(original).__mro__):
+        # DB-API DataError: this value cannot be stored here (psycopg refuses NUL in
+        # text before sending anything), so it is the caller's ValueError too.
+        return UnstorableValueError(f"{target} cannot store this value: {original}", target=target)
     if getattr(exc, "connection_invalidated", False) or type(original).__name__ == "OperationalError":
         return ConnectionFailedError(f"database error on {target}: {original}", target=target)
     return StoreError(f"database error on {target}: {original}", target=target)

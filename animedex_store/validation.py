@@ -11,7 +11,11 @@ from collections.abc import Mapping
 
 from .models import KEY_MAX_LENGTH
 
-__all__ = ["check_key", "check_payload", "check_ttl", "encode_headers", "decode_headers"]
+__all__ = ["MAX_TTL_SECONDS", "check_key", "check_payload", "check_ttl", "encode_headers", "decode_headers"]
+
+#: Longest TTL accepted (~146 billion years): ``now + ttl`` must fit the 64-bit
+#: ``expires_at`` column of every engine.
+MAX_TTL_SECONDS = 2**62
 
 
 def check_key(name: str, value: object) -> None:
@@ -34,11 +38,11 @@ def check_payload(payload: object) -> bytes:
 
 
 def check_ttl(ttl_seconds: object) -> int:
-    """``ttl_seconds``: an ``int`` ≥ 0 (``bool`` is refused)."""
+    """``ttl_seconds``: an ``int`` from 0 to :data:`MAX_TTL_SECONDS` (``bool`` is refused)."""
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
         raise TypeError(f"ttl_seconds must be int, not {type(ttl_seconds).__name__}")
-    if ttl_seconds < 0:
-        raise ValueError(f"ttl_seconds must be >= 0, got {ttl_seconds}")
+    if not 0 <= ttl_seconds <= MAX_TTL_SECONDS:
+        raise ValueError(f"ttl_seconds must be between 0 and {MAX_TTL_SECONDS}, got {ttl_seconds}")
     return int(ttl_seconds)
 
 

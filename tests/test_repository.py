@@ -10,11 +10,13 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import BaseModel
 from rowdump import dump_rows, plain_engine, row_count, rows
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, make_url, update
 
 from animedex_store import CacheRepository, StoreError
+from animedex_store.errors import UnstorableValueError
 from animedex_store.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
+from animedex_store.validation import MAX_TTL_SECONDS
 
 MakeRepository = Callable[..., CacheRepository]
 
@@ -58,6 +60,12 @@ def test_expiry_at_exactly_expires_at(repo: CacheRepository, frozen_clock: Froze
     frozen_clock.advance(1)  # now == expires_at: expired
     assert repo.get("b", "s") is None
     assert repo.get_with_meta("b", "s") is None
+
+
+def test_longest_ttl_is_stored(repo: CacheRepository, frozen_clock: FrozenClock) -> None:
+    repo.set("b", "s", b"v", ttl_seconds=MAX_TTL_SECONDS)
+    frozen_clock.set(datetime.max)  # as far as a clock can go
+    assert repo.get("b", "s") == b"v"
 
 
 def test_zero_ttl_is_expired_at_once(repo: CacheRepository) -> None:
@@ -279,6 +287,8 @@ BAD_CALLS = {
     "ttl str": (TypeError, lambda r: r.set("b", "s", b"x", ttl_seconds="60")),
     "ttl None": (TypeError, lambda r: r.set("b", "s", b"x", ttl_seconds=None)),
     "ttl negative": (ValueError, lambda r: r.set("b", "s", b"x", ttl_seconds=-1)),
+    "ttl past int64": (ValueError, lambda r: r.set("b", "s", b"x", ttl_seconds=2**63)),
+    "ttl over the limit": (ValueError, lambda r: r.set("b", "s", b"x", ttl_seconds=MAX_TTL_SECONDS + 1)),
     "headers None": (TypeError, lambda r: r.set_with_meta("b", "s", b"x", response_headers=None, ttl_seconds=60)),
     "headers list": (
         TypeError,
@@ -371,3 +381,30 @@ def test_hostile_keys_round_trip(repo: CacheRepository, database: Engine, key: s
     assert repo.get(key, key) == key.encode("utf-8")
     assert dump_rows(database)[0][:2] == (key, key)
     assert row_count(database) == 1
+
+
+@pytest.mark.parametrize("key", ["\x00", "a\x00b", "a\x00"])
+def test_nul_in_keys_round_trips_or_is_refused_clearly(
+    repo: CacheRepository, database: Engine, engine_url: str, key: str
+) -> None:
+    repo.set("b", "a", b"plain", ttl_seconds=60)
+    before = dump_rows(database)
+    if make_url(engine_url).get_backend_name() == "postgresql":
+        # PostgreSQL text cannot hold NUL: a ValueError (and a StoreError naming the database).
+        for call in (
+            lambda: repo.set("b", key, b"v", ttl_seconds=60),
+            lambda: repo.set(key, "s", b"v", ttl_seconds=60),
+            lambda: repo.get("b", key),
+            lambda: repo.get_with_meta(key, "s"),
+        ):
+            with pytest.raises(UnstorableValueError, match="NUL") as raised:
+                call()
+            assert isinstance(raised.value, ValueError) and raised.value.target == repo.target
+        assert dump_rows(database) == before
+        assert repo.get("b", "a") == b"plain"  # the connection is still usable
+        return
+    repo.set("b", key, b"nul", ttl_seconds=60)
+    repo.set(key, key, b"both", ttl_seconds=60)
+    assert repo.get("b", key) == b"nul" and repo.get(key, key) == b"both"
+    assert repo.get("b", "a") == b"plain" and repo.get("b", key + "\x00") is None
+    assert row_count(database) == 3
