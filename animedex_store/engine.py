@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -190,6 +192,20 @@ def enable_wal(store: StoreEngine) -> None:
     # and the journal mode cannot change inside one.
     raw = store.engine.raw_connection()
     try:
-        raw.driver_connection.execute("PRAGMA journal_mode = WAL")
+        driver = raw.driver_connection
+        deadline = time.monotonic() + driver.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+        while True:
+            try:
+                driver.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                # The switch reads the header and then needs the write lock. While another
+                # connection holds RESERVED (a concurrent opener re-checking the schema under
+                # its lock), SQLite refuses that upgrade at once, without its busy handler
+                # (waiting could deadlock), so the busy timeout is honoured here instead.
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == 5  # SQLITE_BUSY (no codes before 3.11)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
     finally:
         raw.close()
