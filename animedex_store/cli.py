@@ -10,12 +10,14 @@ Exit status 2 is click's, for usage errors.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,16 @@ from .engine import URL_ENV_VAR, resolve_target
 from .errors import StoreError
 from .inspection import describe_store
 from .repository import CacheRepository
+from .results import BackendStats, CacheStats
 from .schema import HEAD_REVISION
 from .transfer import DEFAULT_BATCH_SIZE, copy_store
+from .validation import check_key
 
 __all__ = ["cli", "main", "store_command"]
 
 Report = dict[str, Any]
+#: Turns a report into the text output; bytes are written to stdout as they are (``get``).
+Render = Callable[[Report], "str | bytes"]
 
 
 @click.group(name="animedex-store", context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +67,7 @@ def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return value
 
 
-def store_command(render: Callable[[Report], str]) -> Callable[[Callable[..., Report]], click.Command]:
+def store_command(render: Render) -> Callable[[Callable[..., Report]], click.Command]:
     """Register the decorated function as a command of :data:`cli` with ``--url`` and ``--json``.
 
     Options declared on the function with ``@click.option`` (below this
@@ -92,7 +98,7 @@ def store_command(render: Callable[[Report], str]) -> Callable[[Callable[..., Re
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-def _report(produce: Callable[[], Report], render: Callable[[Report], str], as_json: bool) -> None:
+def _report(produce: Callable[[], Report], render: Render, as_json: bool) -> None:
     """Print what ``produce`` returns; a storage error, or a report with ``"ok": False``, exits 1."""
     try:
         report = produce()
@@ -101,7 +107,9 @@ def _report(produce: Callable[[], Report], render: Callable[[Report], str], as_j
     except (ImportError, ArgumentError) as exc:
         # A URL naming a driver or dialect that is not installed.
         raise click.ClickException(f"cannot load the database driver: {_one_line(exc)}") from exc
-    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report))
+    output = json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report)
+    # Bytes (a payload) go out as they are, without a newline added.
+    click.echo(output, nl=not isinstance(output, bytes))
     if report.get("ok") is False:
         raise click.ClickException(report["error"])
 
@@ -199,11 +207,21 @@ def purge(url: str | None) -> Report:
     A missing SQLite file is not created. Opening migrates the database to
     head first, as any open does.
     """
+    with _existing_cache(url) as (target, repository):
+        removed = 0 if repository is None else repository.purge_expired()
+        return {"target": target, "exists": repository is not None, "removed": removed}
+
+
+@contextlib.contextmanager
+def _existing_cache(url: str | None) -> Iterator[tuple[str, CacheRepository | None]]:
+    """``(target, repository)`` for ``url``; the repository is ``None`` when ``url`` names a SQLite
+    file that does not exist, which is not created. Opening migrates to head, as any open does."""
     target = resolve_target(url)
     if isinstance(target, Path) and not target.exists():
-        return {"target": str(target), "exists": False, "removed": 0}
+        yield str(target), None
+        return
     with CacheRepository(target) as repository:
-        return {"target": repository.target, "exists": True, "removed": repository.purge_expired()}
+        yield repository.target, repository
 
 
 def _render_copy(report: Report) -> str:
@@ -272,3 +290,209 @@ class CopyProgress:
 
     def __exit__(self, *exc_info: Any) -> None:
         self._stack.__exit__(*exc_info)
+
+
+# -- looking at and removing rows, compaction -------------------------------------------------
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes for people: ``512 B``, ``12.3 KiB``, ``4.0 GiB``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _when(iso: str | None) -> str:
+    return "-" if iso is None else datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _check_key_argument(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A key longer than the store accepts is a usage error (exit 2), not a traceback."""
+    if value is not None:
+        try:
+            check_key(str(param.name), value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def _require(repository: CacheRepository | None, target: str) -> CacheRepository:
+    if repository is None:
+        raise click.ClickException(f"no cache at {target}")
+    return repository
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _render_stats(report: Report) -> str:
+    if not report["exists"]:
+        return f"no cache at {report['target']}"
+    lines = [
+        f"cache:    {report['target']}",
+        f"rows:     {report['rows']:,} ({report['expired_rows']:,} expired)",
+        f"payload:  {human_size(report['payload_bytes'])}",
+    ]
+    if not report["backends"]:
+        return "\n".join(lines)
+    lines.append(f"fetched:  {_when(report['oldest_fetched_at'])} to {_when(report['newest_fetched_at'])}")
+    table = [("BACKEND", "ROWS", "EXPIRED", "PAYLOAD", "NEWEST FETCH")]
+    for name, part in report["backends"].items():
+        rows = (f"{part['rows']:,}", f"{part['expired_rows']:,}", human_size(part["payload_bytes"]))
+        table.append((name, *rows, _when(part["newest_fetched_at"])))
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    lines.append("")
+    for row in table:
+        # Names and dates left-aligned, numbers right-aligned.
+        cells = [
+            cell.ljust(width) if column in (0, 4) else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+@store_command(_render_stats)
+def stats(url: str | None) -> Report:
+    """Show how many rows and bytes the cache holds, per backend.
+
+    Rows, expired rows (still stored until `purge`), payload size, and the
+    oldest and newest fetch times. A missing cache file is reported, not
+    created.
+    """
+    with _existing_cache(url) as (target, repository):
+        counts = CacheStats() if repository is None else repository.stats()
+        return {"target": target, "exists": repository is not None, **counts.as_dict()}
+
+
+def _render_get(report: Report) -> str | bytes:
+    if "payload_base64" in report:
+        return base64.b64decode(report["payload_base64"])
+    return json.dumps(report, indent=2, ensure_ascii=False)
+
+
+@store_command(_render_get)
+@click.argument("backend", callback=_check_key_argument)
+@click.argument("signature", callback=_check_key_argument)
+@click.option("--meta", is_flag=True, help="Print headers, fetched_at and expires_at as JSON instead of the payload.")
+@click.option("--stale", is_flag=True, help="Also print a row that has expired but is still stored.")
+def get(url: str | None, backend: str, signature: str, meta: bool, stale: bool) -> Report:
+    """Print one cached payload to stdout, byte for byte.
+
+    The row is found by BACKEND and SIGNATURE, exactly as the application
+    stored them. Exits 1 when there is no such row, or it has expired
+    (unless --stale). With --json: one JSON object with the metadata and the
+    payload in base64.
+
+    \b
+    Examples:
+      animedex-store get jikan SIGNATURE > response.json
+      animedex-store get jikan SIGNATURE --meta --stale
+    """
+    with _existing_cache(url) as (target, repository):
+        found = _require(repository, target).get_with_meta(backend, signature, allow_stale=True)
+    if found is None:
+        raise click.ClickException(f"no row for backend {backend!r}, signature {signature!r} in {target}")
+    if found.is_stale and not stale:
+        expired = found.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise click.ClickException(f"the row for {backend!r}, {signature!r} expired at {expired}; --stale prints it")
+    report = {
+        "target": target,
+        "backend": backend,
+        "signature": signature,
+        "headers": found.headers,
+        "fetched_at": None if found.fetched_at is None else found.fetched_at.isoformat(),
+        "expires_at": found.expires_at.isoformat(),
+        "is_stale": found.is_stale,
+        "payload_bytes": len(found.payload),
+    }
+    if not meta:
+        report["payload_base64"] = base64.b64encode(found.payload).decode("ascii")
+    return report
+
+
+def _render_delete(report: Report) -> str:
+    return f"deleted the row for {report['backend']!r}, {report['signature']!r} from {report['target']}"
+
+
+@store_command(_render_delete)
+@click.argument("backend", callback=_check_key_argument)
+@click.argument("signature", callback=_check_key_argument)
+def delete(url: str | None, backend: str, signature: str) -> Report:
+    """Delete one row, expired or not.
+
+    The row is found by BACKEND and SIGNATURE, exactly as the application
+    stored them. Exits 1 when there is no such row.
+    """
+    with _existing_cache(url) as (target, repository):
+        if not _require(repository, target).delete(backend, signature):
+            raise click.ClickException(f"no row for backend {backend!r}, signature {signature!r} in {target}")
+    return {"target": target, "backend": backend, "signature": signature, "deleted": True}
+
+
+def _render_clear(report: Report) -> str:
+    if not report["exists"]:
+        return f"no cache at {report['target']}; nothing to clear"
+    scope = "" if report["backend"] is None else f" of backend {report['backend']!r}"
+    return f"removed {report['removed']:,} row(s){scope} from {report['target']}"
+
+
+@store_command(_render_clear)
+@click.option("--backend", metavar="NAME", callback=_check_key_argument, help="Only this backend's rows.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def clear(url: str | None, backend: str | None, yes: bool) -> Report:
+    """Delete every row, or only one backend's.
+
+    Asks first, showing how much would go, unless --yes is given; with no
+    terminal to ask on, --yes is required. The file keeps its size until
+    `vacuum` gives the space back.
+    """
+    with _existing_cache(url) as (target, repository):
+        if repository is None:
+            return {"target": target, "exists": False, "backend": backend, "removed": 0}
+        if not yes:
+            _confirm_clear(repository, target, backend)
+        return {"target": target, "exists": True, "backend": backend, "removed": repository.clear(backend)}
+
+
+def _confirm_clear(repository: CacheRepository, target: str, backend: str | None) -> None:
+    """Ask before deleting anything; exit 1 if the answer is no or nobody can answer."""
+    counts = repository.stats()
+    part = counts if backend is None else counts.backends.get(backend, BackendStats())
+    if part.rows == 0:
+        return
+    scope = "" if backend is None else f" of backend {backend!r}"
+    what = f"{part.rows:,} row(s){scope} ({human_size(part.payload_bytes)})"
+    if not _stdin_is_terminal():
+        raise click.ClickException(f"not deleting {what} from {target}: pass --yes to confirm (no terminal to ask on)")
+    if not click.confirm(f"Delete {what} from {target}?", err=True):
+        raise click.ClickException("cancelled; nothing was deleted")
+
+
+def _render_vacuum(report: Report) -> str:
+    if not report["exists"]:
+        return f"no cache at {report['target']}; nothing to compact"
+    if report["reclaimed_bytes"] is None:
+        return f"compacted {report['target']} (this server does not report how much space it gave back)"
+    return f"compacted {report['target']}: {human_size(report['reclaimed_bytes'])} given back"
+
+
+@store_command(_render_vacuum)
+def vacuum(url: str | None) -> Report:
+    """Give the disk space of deleted rows back.
+
+    SQLite: VACUUM (rewrites the file). PostgreSQL: VACUUM FULL on the cache
+    table. MariaDB/MySQL: OPTIMIZE TABLE. Other users of the cache wait
+    while it runs, which on a large cache can take a while; run `purge` or
+    `clear` first so there is something to give back.
+    """
+    with _existing_cache(url) as (target, repository):
+        if repository is None:
+            return {"target": target, "exists": False, "reclaimed_bytes": 0}
+        if sys.stderr.isatty():
+            click.echo(f"compacting {target} ...", err=True)
+        return {"target": target, "exists": True, "reclaimed_bytes": repository.vacuum()}
