@@ -121,9 +121,15 @@ def ensure_schema(engine: Engine, target: str, *, migrate: bool = True) -> bool:
         except StoreError:
             raise
         except Exception as exc:
-            raise MigrationError(
-                f"migrating {target} to {HEAD_REVISION} failed and was rolled back: {exc}", target=target
-            ) from exc
+            # MariaDB/MySQL commit each DDL statement: what ran stays, and every
+            # revision is written to pick up from there on the next open.
+            outcome = (
+                "stopped part way; opening it again resumes the migration"
+                if connection.dialect.name in ("mysql", "mariadb")
+                else "was rolled back"
+            )
+            message = f"migrating {target} to {HEAD_REVISION} failed and {outcome}: {exc}"
+            raise MigrationError(message, target=target) from exc
     return True
 
 

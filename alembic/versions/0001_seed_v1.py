@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from alembic import op
+from alembic import context, op
 from animedex_store.coltypes import ExactKey
 
 revision = "0001"
@@ -28,6 +28,10 @@ SECONDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # MariaDB/MySQL commit a CREATE at once: a run interrupted before alembic_version
+    # was written leaves the table behind, and the rerun must accept it.
+    if not context.is_offline_mode() and sa.inspect(op.get_bind()).has_table("cache_rows"):
+        return
     op.create_table(
         "cache_rows",
         sa.Column("backend", KEY, nullable=False),
@@ -48,6 +52,4 @@ def downgrade() -> None:
 
 
 def _has_table(name: str) -> bool:
-    from alembic import context
-
     return context.is_offline_mode() or sa.inspect(op.get_bind()).has_table(name)

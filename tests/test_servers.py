@@ -1,0 +1,170 @@
+"""PostgreSQL and MariaDB: schema, migration under server locks, crashes, reconnects, many processes.
+
+The repository contract itself runs on every engine in ``test_repository.py``;
+this file covers what only servers have.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability import payload_for
+from rowdump import plain_engine, rows
+from sqlalchemy import Engine, create_engine, event, insert, inspect, text
+from sqlalchemy.engine import make_url
+
+from animedex_store import CacheRepository
+from animedex_store.errors import MigrationError
+from animedex_store.schema import HEAD_REVISION
+
+pytestmark = pytest.mark.server
+ROOT = Path(__file__).resolve().parents[1]
+OpenSandbox = Callable[[str], str]
+
+
+def server_name(url: str) -> str:
+    return "postgresql" if make_url(url).get_backend_name() == "postgresql" else "mariadb"
+
+
+def versions(url: str) -> list[str]:
+    engine = plain_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    finally:
+        engine.dispose()
+
+
+def table_definitions(url: str) -> dict[str, Any]:
+    """Columns (name, type, nullability, collation), primary keys and indexes of our tables."""
+    engine = plain_engine(url)
+    try:
+        with engine.connect() as connection:
+            inspector = inspect(connection)
+            return {
+                table: (
+                    [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+                    inspector.get_pk_constraint(table)["constrained_columns"],
+                    sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
+                )
+                for table in sorted(inspector.get_table_names())
+            }
+    finally:
+        engine.dispose()
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+def test_alembic_check_reports_no_drift(server_url: str) -> None:
+    CacheRepository(server_url).close()
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"url={server_url}", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No new upgrade operations detected" in result.stdout
+
+
+def test_dialect_types(server_url: str) -> None:
+    CacheRepository(server_url).close()
+    columns, primary_key, indexes = table_definitions(server_url)["cache_rows"]
+    types = {name: kind.upper() for name, kind, _nullable in columns}
+    if server_name(server_url) == "postgresql":
+        assert types["payload"] == types["response_headers"] == "BYTEA"
+        assert types["backend"] == types["signature"] == "VARCHAR(255)"
+    else:
+        assert types["payload"] == types["response_headers"] == "LONGBLOB"
+        assert "UTF8MB4_NOPAD_BIN" in types["backend"] and "UTF8MB4_NOPAD_BIN" in types["signature"]
+    assert types["expires_at"] == types["fetched_at"] == "BIGINT"
+    assert primary_key == ["backend", "signature"]
+    assert ("ix_cache_rows_expires_at", ("expires_at",)) in indexes
+
+
+def test_a_failed_migration_is_rolled_back_or_resumed(server_url: str) -> None:
+    engine = create_engine(server_url)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def fail_at_the_index(_conn, _cursor, statement: str, *_args: Any) -> None:
+        if statement.startswith("CREATE INDEX"):
+            raise RuntimeError("simulated failure in the last revision")
+
+    postgresql = server_name(server_url) == "postgresql"
+    with pytest.raises(MigrationError, match="rolled back" if postgresql else "opening it again resumes"):
+        CacheRepository(engine)
+    engine.dispose()
+    if postgresql:
+        assert table_definitions(server_url) == {}  # transactional DDL: not even alembic_version remains
+    CacheRepository(server_url).close()
+    assert versions(server_url) == [HEAD_REVISION]
+
+
+# -- crashes during a MariaDB migration ---------------------------------------------------------
+
+DDL = ("CREATE ", "ALTER ", "DROP ")
+
+
+def migration_statements(url: str) -> list[tuple[str, Any]]:
+    """The writing statements a migration from empty runs, with their parameters, in order."""
+    engine = create_engine(url)
+    seen: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(_conn, _cursor, statement: str, parameters: Any, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith((*DDL, "INSERT ", "UPDATE ", "DELETE ")):
+            seen.append((statement, parameters))
+
+    CacheRepository(engine).close()
+    engine.dispose()
+    return seen
+
+
+def crash_points(statements: list[tuple[str, Any]]) -> list[int]:
+    """Where a crash leaves committed work behind: MariaDB commits at every DDL
+    statement (with the data changes before it); what follows the last one is lost."""
+    return [index + 1 for index, (statement, _) in enumerate(statements) if statement.lstrip().upper().startswith(DDL)]
+
+
+def test_mariadb_migration_resumes_after_a_crash_at_every_ddl(open_sandbox: OpenSandbox) -> None:
+    reference = open_sandbox("mariadb")
+    statements = migration_statements(reference)
+    points = crash_points(statements)
+    assert len(points) >= 5  # alembic_version, cache_rows, cache_meta, two columns, index
+    expected = table_definitions(reference)
+    for point in points:
+        url = open_sandbox("mariadb")
+        engine = plain_engine(url)
+        with engine.connect() as connection:
+            for statement, parameters in statements[:point]:
+                connection.exec_driver_sql(statement, parameters)
+            connection.commit()
+        stored = _insert_rows(engine)
+        engine.dispose()
+        CacheRepository(url).close()
+        assert versions(url) == [HEAD_REVISION], statements[point - 1][0]
+        assert table_definitions(url) == expected, statements[point - 1][0]
+        assert _read_back(url, stored) == stored
+
+
+def _insert_rows(engine: Engine) -> dict[str, bytes]:
+    """A few rows in the seed's v1 columns, if ``cache_rows`` exists yet; key -> payload."""
+    with engine.begin() as connection:
+        if not inspect(connection).has_table("cache_rows"):
+            return {}
+        written = {f"k{i}": payload_for(f"k{i}") for i in range(3)}
+        values = [{"backend": "b", "signature": k, "payload": p, "expires_at": 2**40} for k, p in written.items()]
+        connection.execute(insert(rows), values)
+    return written
+
+
+def _read_back(url: str, written: dict[str, bytes]) -> dict[str, bytes]:
+    with CacheRepository(url) as repository:
+        return {key: repository.get("b", key) for key in written}
