@@ -64,8 +64,8 @@ CI_SCALE = Scale(
     kills=15,
     migration_rows=20_000,
     migration_random_kills=3,
-    state_machine_examples=60,
-    server_state_machine_examples=15,
+    state_machine_examples=200,
+    server_state_machine_examples=30,
 )
 SOAK_SCALE = Scale(
     processes=8,
@@ -73,8 +73,8 @@ SOAK_SCALE = Scale(
     kills=50,
     migration_rows=100_000,
     migration_random_kills=20,
-    state_machine_examples=1_000,
-    server_state_machine_examples=150,
+    state_machine_examples=2_000,
+    server_state_machine_examples=300,
 )
 SOAK_ENV_VAR = "ANIMEDEX_STORE_SOAK"
 REPORT_ENV_VAR = "ANIMEDEX_STORE_SOAK_REPORT"
