@@ -17,10 +17,13 @@ from __future__ import annotations
 import os
 
 from alembic.operations import ops
+from alembic.util import CommandError
+from sqlalchemy.exc import DBAPIError
 
 from alembic import context
 from animedex_store import schema
 from animedex_store.engine import URL_ENV_VAR, enable_wal, open_engine
+from animedex_store.errors import StoreError, store_error
 from animedex_store.models import Base
 from animedex_store.paths import default_cache_path
 
@@ -105,6 +108,10 @@ def run_migrations_online() -> None:
                 context.run_migrations()
         if writes:
             enable_wal(store)
+    except (StoreError, DBAPIError) as exc:
+        # The operator gets "FAILED: <what and which file>" like any Alembic error,
+        # not a traceback ending in a driver message that names no file.
+        raise CommandError(str(store_error(exc, store.target))) from exc
     finally:
         store.engine.dispose()
 
