@@ -64,8 +64,8 @@ CI_SCALE = Scale(
     kills=15,
     migration_rows=20_000,
     migration_random_kills=3,
-    state_machine_examples=200,
-    server_state_machine_examples=30,
+    state_machine_examples=100,
+    server_state_machine_examples=20,
 )
 SOAK_SCALE = Scale(
     processes=8,
