@@ -99,10 +99,13 @@ def store_error(exc: BaseException, target: str) -> StoreError:
     if code is not None:
         error_class, template = _SQLITE_ERRORS.get(code & 0xFF, (StoreError, "database error on {target}"))
         return error_class(f"{template.format(target=target)} ({original})", target=target)
-    if any(cls.__name__ == "DataError" for cls in type(original).__mro__):
-        # DB-API DataError: this value cannot be stored here (psycopg refuses NUL in
-        # text before sending anything), so it is the caller's ValueError too.
+    # DB-API classes by name, subclasses included (psycopg raises AdminShutdown, an
+    # OperationalError, when a server stops): the drivers are optional imports.
+    kinds = {cls.__name__ for cls in type(original).__mro__}
+    if "DataError" in kinds:
+        # This value cannot be stored here (psycopg refuses NUL in text before
+        # sending anything), so it is the caller's ValueError too.
         return UnstorableValueError(f"{target} cannot store this value: {original}", target=target)
-    if getattr(exc, "connection_invalidated", False) or type(original).__name__ == "OperationalError":
+    if getattr(exc, "connection_invalidated", False) or "OperationalError" in kinds:
         return ConnectionFailedError(f"database error on {target}: {original}", target=target)
     return StoreError(f"database error on {target}: {original}", target=target)

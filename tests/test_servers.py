@@ -6,20 +6,23 @@ this file covers what only servers have.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from reliability import payload_for
 from rowdump import plain_engine, rows
-from sqlalchemy import Engine, create_engine, event, insert, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from animedex_store import CacheRepository
-from animedex_store.errors import MigrationError
+from animedex_store.errors import ConnectionFailedError, MigrationError
 from animedex_store.schema import HEAD_REVISION
 
 pytestmark = pytest.mark.server
@@ -168,3 +171,122 @@ def _insert_rows(engine: Engine) -> dict[str, bytes]:
 def _read_back(url: str, written: dict[str, bytes]) -> dict[str, bytes]:
     with CacheRepository(url) as repository:
         return {key: repository.get("b", key) for key in written}
+
+
+# -- connections ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def administration(url: str) -> Iterator[Connection]:
+    """An autocommit connection to ``url``'s server, outside the sandbox."""
+    parsed = make_url(url)
+    if server_name(url) == "postgresql":
+        parsed = parsed.difference_update_query(["options"])
+    else:
+        parsed = parsed.set(database=None)
+    engine = create_engine(parsed, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def kill_connections(admin: Connection, *, postgresql: bool, **where: str) -> int:
+    """Terminate the server sessions matching ``where`` (one column); returns how many."""
+    ((column, value),) = where.items()
+    if postgresql:
+        query = f"SELECT pid FROM pg_stat_activity WHERE {column} = :value AND pid <> pg_backend_pid()"
+        sessions = admin.execute(text(query), {"value": value}).scalars().all()
+        for pid in sessions:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    else:
+        query = f"SELECT id FROM information_schema.processlist WHERE {column} = :value AND id <> CONNECTION_ID()"
+        sessions = admin.execute(text(query), {"value": value}).scalars().all()
+        for session in sessions:
+            admin.exec_driver_sql(f"KILL {int(session)}")
+    return len(sessions)
+
+
+def findable(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` made recognisable, and the column naming its sessions for :func:`kill_connections`:
+    a unique application name on PostgreSQL, the sandbox database on MariaDB."""
+    if server_name(url) == "postgresql":
+        tag = f"animedex_test_{uuid.uuid4().hex[:12]}"
+        tagged = make_url(url).update_query_dict({"application_name": tag})
+        return tagged.render_as_string(hide_password=False), {"application_name": tag}
+    return url, {"db": make_url(url).database}
+
+
+def test_killed_sessions_between_calls_are_survived(server_url: str) -> None:
+    postgresql = server_name(server_url) == "postgresql"
+    url, where = findable(server_url)
+    with CacheRepository(url) as repository, administration(url) as admin:
+        repository.set("b", "before", b"1", ttl_seconds=60)
+        for round_number in range(3):
+            assert kill_connections(admin, postgresql=postgresql, **where) >= 1
+            repository.set("b", f"after{round_number}", b"2", ttl_seconds=60)  # a write first
+            assert kill_connections(admin, postgresql=postgresql, **where) >= 1
+            assert repository.get("b", "before") == b"1"  # and a read first
+            assert repository.get_with_meta("b", f"after{round_number}").payload == b"2"
+
+
+def test_a_session_lost_during_a_call_fails_that_call_only(server_url: str) -> None:
+    """Without pre-ping (the caller's own engine) a dead pooled session is found by the call
+    itself: it raises ConnectionFailedError, and the session is not handed out again."""
+    postgresql = server_name(server_url) == "postgresql"
+    url, where = findable(server_url)
+    engine = create_engine(url, pool_pre_ping=False, pool_size=1)
+    try:
+        with CacheRepository(engine) as repository, administration(url) as admin:
+            repository.set("b", "k", b"v", ttl_seconds=60)
+            assert kill_connections(admin, postgresql=postgresql, **where) == 1
+            with pytest.raises(ConnectionFailedError):
+                repository.get("b", "k")
+            assert repository.get("b", "k") == b"v"
+    finally:
+        engine.dispose()
+
+
+def test_server_refusing_then_accepting_connections(server_url: str) -> None:
+    """While the account cannot log in, calls fail with ConnectionFailedError (password
+    masked); once it can again, the same repository carries on."""
+    postgresql = server_name(server_url) == "postgresql"
+    account, password = f"animedex_test_{uuid.uuid4().hex[:12]}", f"pw-{uuid.uuid4().hex}"
+    with administration(server_url) as admin:
+        if postgresql:
+            schema = make_url(server_url).query["options"].removeprefix("-csearch_path=")
+            admin.exec_driver_sql(f"CREATE ROLE {account} LOGIN PASSWORD '{password}'")
+            admin.exec_driver_sql(f"GRANT ALL ON SCHEMA {schema} TO {account}")
+            lock, unlock = f"ALTER ROLE {account} NOLOGIN", f"ALTER ROLE {account} LOGIN"
+            drop = [f"DROP OWNED BY {account}", f"DROP ROLE {account}"]
+        else:
+            user = f"'{account}'@'%%'"  # any host; %% because PyMySQL formats the statement
+            admin.exec_driver_sql(f"CREATE USER {user} IDENTIFIED BY '{password}'")
+            admin.exec_driver_sql(f"GRANT ALL ON `{make_url(server_url).database}`.* TO {user}")
+            lock, unlock = f"ALTER USER {user} ACCOUNT LOCK", f"ALTER USER {user} ACCOUNT UNLOCK"
+            drop = [f"DROP USER {user}"]
+        url = make_url(server_url).set(username=account, password=password).render_as_string(hide_password=False)
+        try:
+            with CacheRepository(url) as repository:
+                repository.set("b", "k", b"kept", ttl_seconds=60)
+                admin.exec_driver_sql(lock)
+                kill_connections(admin, postgresql=postgresql, **{"usename" if postgresql else "user": account})
+                for call in (lambda: repository.get("b", "k"), lambda: repository.set("b", "k", b"x", ttl_seconds=1)):
+                    with pytest.raises(ConnectionFailedError) as raised:
+                        call()
+                    assert password not in str(raised.value) and f"{account}:***@" in str(raised.value)
+                admin.exec_driver_sql(unlock)
+                assert repository.get("b", "k") == b"kept"
+                repository.set("b", "k", b"new", ttl_seconds=60)
+                assert repository.get("b", "k") == b"new"
+        finally:
+            for statement in drop:
+                admin.exec_driver_sql(statement)
+
+
+def test_opening_with_a_wrong_password_names_the_url_masked(server_url: str) -> None:
+    url = make_url(server_url).set(username="animedex_nobody", password="n0t-the-s3cret")
+    with pytest.raises(ConnectionFailedError) as raised:
+        CacheRepository(url.render_as_string(hide_password=False))
+    assert "n0t-the-s3cret" not in str(raised.value) and "animedex_nobody:***@" in str(raised.value)
