@@ -249,3 +249,16 @@ def test_a_failure_after_the_last_revision_rolls_everything_back(
     monkeypatch.undo()
     assert_reads_every_row(path, stored)
     assert_at_head(path)
+
+
+@pytest.mark.parametrize("state", [SeedState.V1, SeedState.V2], ids=lambda state: state.value)
+def test_seed_tables_with_an_empty_alembic_version_are_adopted(tmp_path: Path, state: SeedState) -> None:
+    """What ``alembic stamp base`` leaves, or a first migration cut off where DDL commits at once."""
+    path = tmp_path / "cache.sqlite"
+    stored = write_seed_file(path, state)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    conn.close()
+
+    assert_reads_every_row(path, stored)
+    assert_at_head(path)
