@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .engine import StoreEngine
-from .errors import StoreError, store_error
+from .errors import StoreError, UnstorableValueError, store_error
 from .statements import Compiled
 
 __all__ = ["Connections", "SharedSqliteConnection", "PooledConnections", "ClosedConnections", "open_connections"]
@@ -90,6 +90,10 @@ class SharedSqliteConnection(Connections):
             self._pooled.close()
 
 
+# MariaDB/MySQL never accept a max_allowed_packet below 1 KiB: smaller statements are not asked about.
+_SMALLEST_PACKET_LIMIT = 1024
+
+
 class PooledConnections(Connections):
     """A pooled DB-API connection per call; writes commit, reads roll back on return."""
 
@@ -117,7 +121,37 @@ class PooledConnections(Connections):
         except self._error as exc:
             if _is_disconnect(self._engine, exc):
                 raw.invalidate()  # the pool must not hand this connection out again
-            raise store_error(exc, self._target) from exc
+            raise self._error_for(exc, values if many else [values]) from exc
+        finally:
+            raw.close()
+
+    def _error_for(self, exc: BaseException, rows: Sequence[Sequence[Any]]) -> StoreError:
+        """:func:`store_error`, except that a statement over MariaDB/MySQL's ``max_allowed_packet``
+        says so: the server just drops the connection ("server has gone away")."""
+        if self._engine.dialect.name in ("mysql", "mariadb") and rows:
+            size = max(sum(len(value) for value in row if isinstance(value, (bytes, str))) for row in rows)
+            limit = self._max_allowed_packet() if size >= _SMALLEST_PACKET_LIMIT else None
+            if limit is not None and size >= limit:
+                return UnstorableValueError(
+                    f"{self._target} refused a statement of {size} bytes: the server's max_allowed_packet is "
+                    f"{limit} bytes. Store smaller payloads or raise max_allowed_packet on the server "
+                    "(nothing was written).",
+                    target=self._target,
+                )
+        return store_error(exc, self._target)
+
+    def _max_allowed_packet(self) -> int | None:
+        """The server's limit, read on a fresh connection; ``None`` if it cannot be read."""
+        try:
+            raw = self._engine.raw_connection()
+        except Exception:
+            return None
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SELECT @@max_allowed_packet")
+            return int(cursor.fetchone()[0])
+        except self._error:
+            return None
         finally:
             raw.close()
 
