@@ -32,6 +32,7 @@ __all__ = [
     "insert_like_seed",
     "planned_row",
     "write_seed_file",
+    "write_foreign_database",
 ]
 
 #: The time the rows are written at and judged against: ``FrozenClock()``'s start.
@@ -170,6 +171,16 @@ def write_seed_file(path: Path, state: SeedState, *, rows: int = 300, now: int =
     finally:
         conn.close()
     return stored
+
+
+def write_foreign_database(path: Path) -> None:
+    """Add a table the seed never made (``notes``): a database animedex-store must refuse."""
+    conn = sqlite3.connect(str(path))
+    try:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def _apply_partial_v2(conn: sqlite3.Connection, create_meta: bool, alters: int, version: str | None) -> None:

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from alembic_runner import migrate_file, revisions, run_alembic
 from dbfiles import fingerprint, rows, schema
-from legacy import SeedRow, SeedState, insert_like_seed, open_like_seed, planned_row, write_seed_file
+from legacy import (
+    SeedRow,
+    SeedState,
+    insert_like_seed,
+    open_like_seed,
+    planned_row,
+    write_foreign_database,
+    write_seed_file,
+)
 
 from animedex_store import CacheRepository
 from animedex_store.errors import (
@@ -119,34 +127,21 @@ def test_seed_code_opens_a_file_downgraded_below_v2(tmp_path: Path) -> None:
     assert_at_head(path)
 
 
-@pytest.mark.parametrize(
-    "content",
-    [os.urandom(8192), b"not a database, just notes\n" * 50, b"SQLite format 3\x00"],
-    ids=["random-bytes", "text", "bare-header"],
-)
-@pytest.mark.parametrize("migrate", [True, False])
-def test_a_file_that_is_not_sqlite_is_left_untouched(tmp_path: Path, content: bytes, migrate: bool) -> None:
-    path = tmp_path / "cache.sqlite"
-    path.write_bytes(content)
-    before = fingerprint(path)
-
-    with pytest.raises(NotADatabaseError, match=str(path)) as raised:
-        CacheRepository(path, migrate=migrate)
-
-    assert raised.value.target == str(path)
-    assert fingerprint(path) == before
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(os.urandom(8192))
 
 
-def _foreign_table(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE notes (body TEXT)")
-    conn.commit()
-    conn.close()
+def _text(path: Path) -> None:
+    path.write_bytes(b"not a database, just notes\n" * 50)
+
+
+def _bare_sqlite_header(path: Path) -> None:
+    path.write_bytes(b"SQLite format 3\x00")
 
 
 def _seed_v2_and_foreign_table(path: Path) -> None:
     write_seed_file(path, SeedState.V2, rows=20)
-    _foreign_table(path)
+    write_foreign_database(path)
 
 
 def _cache_rows_of_unknown_shape(path: Path) -> None:
@@ -156,33 +151,12 @@ def _cache_rows_of_unknown_shape(path: Path) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("make", [_foreign_table, _seed_v2_and_foreign_table, _cache_rows_of_unknown_shape])
-def test_unknown_schema_is_refused_untouched(tmp_path: Path, make) -> None:
-    path = tmp_path / "cache.sqlite"
-    make(path)
-    before = fingerprint(path)
-
-    with pytest.raises(UnknownSchemaError, match=str(path)):
-        CacheRepository(path)
-
-    assert fingerprint(path) == before
-
-
-@pytest.mark.parametrize("migrate", [True, False])
-def test_a_revision_newer_than_the_package_is_refused_untouched(tmp_path: Path, migrate: bool) -> None:
-    path = tmp_path / "cache.sqlite"
+def _newer_revision(path: Path) -> None:
     CacheRepository(path).close()
     conn = sqlite3.connect(path)
     conn.execute("UPDATE alembic_version SET version_num = 'f00dfeed9999'")
     conn.commit()
     conn.close()
-    before = fingerprint(path)
-
-    with pytest.raises(SchemaTooNewError, match="f00dfeed9999") as raised:
-        CacheRepository(path, migrate=migrate)
-
-    assert str(path) in str(raised.value) and "upgrade animedex-store" in str(raised.value).lower()
-    assert fingerprint(path) == before
 
 
 def _empty_file(path: Path) -> None:
@@ -197,15 +171,36 @@ def _at_first_revision(path: Path) -> None:
     migrate_file(path, revisions()[0])
 
 
-@pytest.mark.parametrize("make", [_empty_file, _seed_v1, _at_first_revision])
-def test_migrate_false_refuses_a_behind_file_and_changes_nothing(tmp_path: Path, make) -> None:
+_NEWER = "written by a newer version. Upgrade animedex-store"
+REFUSALS = [
+    *(
+        pytest.param(make, migrate, NotADatabaseError, "not a SQLite database", id=f"{make.__name__[1:]}-{migrate=}")
+        for make in (_random_bytes, _text, _bare_sqlite_header)
+        for migrate in (True, False)
+    ),
+    pytest.param(write_foreign_database, True, UnknownSchemaError, "(notes)", id="foreign-table"),
+    pytest.param(_seed_v2_and_foreign_table, True, UnknownSchemaError, "(notes)", id="seed-and-foreign-table"),
+    pytest.param(_cache_rows_of_unknown_shape, True, UnknownSchemaError, "etag", id="unknown-cache-rows"),
+    pytest.param(_newer_revision, True, SchemaTooNewError, _NEWER, id="newer-revision"),
+    pytest.param(_newer_revision, False, SchemaTooNewError, _NEWER, id="newer-revision-migrate=False"),
+    pytest.param(_empty_file, False, SchemaBehindError, "migrate=True", id="empty-migrate=False"),
+    pytest.param(_seed_v1, False, SchemaBehindError, "migrate=True", id="seed-v1-migrate=False"),
+    pytest.param(_at_first_revision, False, SchemaBehindError, "migrate=True", id="behind-migrate=False"),
+]
+
+
+@pytest.mark.parametrize(("make", "migrate", "error", "says"), REFUSALS)
+def test_a_refused_file_is_left_untouched(tmp_path: Path, make, migrate: bool, error: type, says: str) -> None:
+    """Refusals name the file and say why; hash, mtime and journal files stay as they were."""
     path = tmp_path / "cache.sqlite"
     make(path)
     before = fingerprint(path)
 
-    with pytest.raises(SchemaBehindError, match=str(path)):
-        CacheRepository(path, migrate=False)
+    with pytest.raises(error) as raised:
+        CacheRepository(path, migrate=migrate)
 
+    assert raised.value.target == str(path)
+    assert str(path) in str(raised.value) and says in str(raised.value)
     assert fingerprint(path) == before
 
 

@@ -7,13 +7,12 @@ resolves there and no real cache is touched.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 from alembic_runner import REPO_ROOT, revisions, run_alembic
 from dbfiles import fingerprint, reading, rows, schema
-from legacy import SeedState, write_seed_file
+from legacy import SeedState, write_foreign_database, write_seed_file
 
 from animedex_store.schema import HEAD_REVISION
 
@@ -125,18 +124,11 @@ def test_read_only_commands_do_not_stamp_a_seed_file(tmp_path: Path) -> None:
     assert fingerprint(path) == before
 
 
-def _foreign_database(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE notes (body TEXT)")
-    conn.commit()
-    conn.close()
-
-
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
         (lambda path: path.write_bytes(b"plain text, not a database\n" * 40), "not a SQLite database"),
-        (_foreign_database, "did not create (notes)"),
+        (write_foreign_database, "did not create (notes)"),
     ],
     ids=["not-sqlite", "foreign-tables"],
 )
