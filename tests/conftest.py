@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rowdump import plain_engine
+from sqlalchemy import Engine
 
 from animedex_store import CacheRepository
 from animedex_store.errors import ConnectionFailedError
@@ -81,3 +83,17 @@ def make_repository(engine_url: str, frozen_clock: FrozenClock) -> Iterator[Call
     yield make
     for repository in opened:
         repository.close()
+
+
+@pytest.fixture
+def repo(make_repository: Callable[..., CacheRepository]) -> CacheRepository:
+    """A repository on ``engine_url`` with ``frozen_clock``."""
+    return make_repository()
+
+
+@pytest.fixture
+def database(engine_url: str, repo: CacheRepository) -> Iterator[Engine]:
+    """A plain engine on ``repo``'s database, to look at rows directly."""
+    engine = plain_engine(engine_url)
+    yield engine
+    engine.dispose()

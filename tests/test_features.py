@@ -6,45 +6,25 @@ import copy
 import json
 import pickle
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, update
-from sqlalchemy.pool import NullPool
+from rowdump import dump_rows, rows
+from sqlalchemy import Engine, update
 
 from animedex_store import CacheRepository, eviction
-from animedex_store.models import KEY_MAX_LENGTH, CacheRow
+from animedex_store.models import KEY_MAX_LENGTH
 from animedex_store.results import BackendStats, CachedResponse, CacheStats
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
-rows = CacheRow.__table__
 MakeRepository = Callable[..., CacheRepository]
 LONG_KEY = "k" * (KEY_MAX_LENGTH + 1)
 
 
-@pytest.fixture
-def repo(make_repository: MakeRepository) -> CacheRepository:
-    return make_repository()
-
-
-@pytest.fixture
-def database(engine_url: str, repo: CacheRepository) -> Iterator[Engine]:
-    """A plain engine on the repository's database, to look at rows directly."""
-    engine = create_engine(engine_url, poolclass=NullPool)
-    yield engine
-    engine.dispose()
-
-
 def keys(database: Engine) -> list[tuple[str, str]]:
-    """Every stored key, expired rows included, in key order."""
-    with database.connect() as connection:
-        return [
-            tuple(row)
-            for row in connection.execute(
-                select(rows.c.backend, rows.c.signature).order_by(rows.c.backend, rows.c.signature)
-            )
-        ]
+    """Every stored key, expired rows included, sorted in Python (engines collate text differently)."""
+    return sorted((row[0], row[1]) for row in dump_rows(database))
 
 
 # -- serve stale --------------------------------------------------------------------------------
