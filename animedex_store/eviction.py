@@ -61,12 +61,17 @@ class SizeCap:
         """Account for a committed write of the key ``written`` that changed the total by ``delta``.
 
         Over the cap, evict; the row just written is kept, so a ``get`` right
-        after a ``set`` finds it.
+        after a ``set`` finds it. If counting or evicting fails, the error
+        propagates, but the write itself has already committed.
         """
         with self._lock:
-            self._total = _count(db, sql) if self._total is None else self._total + delta
-            if self._total > self.max_bytes:
-                self._total = self._evict(db, sql, written)
+            try:
+                self._total = _count(db, sql) if self._total is None else self._total + delta
+                if self._total > self.max_bytes:
+                    self._total = self._evict(db, sql, written)
+            except BaseException:
+                self._total = None  # a failed count or eviction leaves the total unknown: count again next time
+                raise
 
     def _evict(self, db: Connections, sql: Statements, keep: tuple[str, str]) -> int:
         """Evict down to the low-water mark, sparing ``keep``; returns the new total."""

@@ -13,7 +13,7 @@ import pytest
 from rowdump import dump_rows, rows
 from sqlalchemy import Engine, update
 
-from animedex_store import CacheRepository, eviction
+from animedex_store import CacheRepository, StoreError, eviction
 from animedex_store.models import KEY_MAX_LENGTH
 from animedex_store.results import BackendStats, CachedResponse, CacheStats
 from animedex_store.testing import FROZEN_AT, FrozenClock
@@ -296,6 +296,26 @@ def test_eviction_notices_writes_from_other_repositories(make_repository: MakeRe
     # Evicted in expiry order down to at most 90: theirs (50 bytes), then "mine" (50): 55 left.
     assert {signature for _, signature in keys(database)} == {"mine2", "mine3"}
     assert capped.stats().payload_bytes == 55
+
+
+def test_a_failed_eviction_raises_keeps_the_write_and_evicts_at_the_next_one(
+    make_repository: MakeRepository, database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capped = make_repository(max_bytes=100)
+    for i in range(10):
+        capped.set("b", f"k{i}", b"x" * 10, ttl_seconds=100 + i)
+
+    def broken(*_args):
+        raise StoreError("simulated failure")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(capped._db, "fetchall", broken)
+        with pytest.raises(StoreError, match="simulated"):
+            capped.set("b", "new", b"x" * 10, ttl_seconds=1000)
+    assert len(keys(database)) == 11  # the write committed; nothing evicted yet
+    capped.set("b", "newer", b"x" * 10, ttl_seconds=1000)
+    assert capped.stats().payload_bytes == 90
+    assert ("b", "new") in keys(database) and ("b", "k2") not in keys(database)
 
 
 # -- vacuum -------------------------------------------------------------------------------------
