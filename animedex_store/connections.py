@@ -7,12 +7,15 @@ connection per call, so threads and processes never share one.
 
 from __future__ import annotations
 
+import itertools
+import random
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from .engine import StoreEngine
-from .errors import StoreError, UnstorableValueError, store_error
+from .errors import StoreError, UnstorableValueError, is_deadlock, store_error
 from .statements import Compiled
 
 __all__ = ["Connections", "SharedSqliteConnection", "PooledConnections", "ClosedConnections", "open_connections"]
@@ -94,6 +97,10 @@ class SharedSqliteConnection(Connections):
 _SMALLEST_PACKET_LIMIT = 1024
 
 
+#: Tries of a server statement the server rolled back as a deadlock victim.
+DEADLOCK_ATTEMPTS = 5
+
+
 class PooledConnections(Connections):
     """A pooled DB-API connection per call; writes commit, reads roll back on return."""
 
@@ -103,6 +110,18 @@ class PooledConnections(Connections):
         self._error = store.engine.dialect.loaded_dbapi.Error
 
     def _run(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
+        for attempt in itertools.count(1):
+            try:
+                return self._once(statement, values, many=many, commit=commit, fetch=fetch)
+            except self._error as exc:
+                if attempt == DEADLOCK_ATTEMPTS or not is_deadlock(exc):
+                    raise self._error_for(exc, values if many else [values]) from exc
+            # InnoDB expects deadlock victims to re-run; their work was rolled back whole.
+            # A random pause keeps the same pair of writers from colliding again at once.
+            time.sleep(random.uniform(0, 0.005 * attempt))
+
+    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
+        """One try on one pooled connection; driver errors propagate untranslated."""
         try:
             raw = self._engine.raw_connection()
         except Exception as exc:
@@ -121,7 +140,7 @@ class PooledConnections(Connections):
         except self._error as exc:
             if _is_disconnect(self._engine, exc):
                 raw.invalidate()  # the pool must not hand this connection out again
-            raise self._error_for(exc, values if many else [values]) from exc
+            raise
         finally:
             raw.close()
 

@@ -96,8 +96,20 @@ def open_engine(
         return _file_engine(target, timeout)
     if target.get_backend_name() == "sqlite":
         return _memory_engine(timeout)
-    engine = create_engine(target, pool_pre_ping=True, pool_recycle=3600)
-    return StoreEngine(engine, mask_url(target), None, owns_engine=True)
+    return _server_engine(target)
+
+
+def _server_engine(url: URL) -> StoreEngine:
+    options: dict[str, object] = {}
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        # InnoDB's default REPEATABLE READ takes gap locks on every row a DELETE
+        # scans, so purges and upserts deadlock each other; each call is one
+        # statement, so READ COMMITTED loses nothing.
+        options["isolation_level"] = "READ COMMITTED"
+    # Pre-ping: a pooled session the server dropped (restart, idle timeout, a
+    # killed backend) is replaced at checkout instead of failing the call.
+    engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, **options)
+    return StoreEngine(engine, mask_url(url), None, owns_engine=True)
 
 
 def _memory_engine(timeout: float) -> StoreEngine:

@@ -19,6 +19,8 @@ __all__ = [
     "UnknownSchemaError",
     "SchemaBehindError",
     "MigrationError",
+    "is_deadlock",
+    "store_error",
 ]
 
 
@@ -86,6 +88,26 @@ _SQLITE_ERRORS: dict[int, tuple[type[StoreError], str]] = {
 }
 
 
+# Server lock conflicts. A deadlock victim's transaction was rolled back whole, so
+# the caller may simply run it again; a lock wait timeout already waited.
+_DEADLOCK_SQLSTATES = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock_detected, serialization_failure
+_DEADLOCK_MYSQL_CODES = frozenset({1213})  # ER_LOCK_DEADLOCK
+_LOCK_TIMEOUT_SQLSTATES = frozenset({"55P03"})  # PostgreSQL: lock_not_available
+_LOCK_TIMEOUT_MYSQL_CODES = frozenset({1205})  # ER_LOCK_WAIT_TIMEOUT
+
+
+def _mysql_code(original: BaseException) -> int | None:
+    if "MySQLError" not in {cls.__name__ for cls in type(original).__mro__} or not original.args:
+        return None
+    return original.args[0] if isinstance(original.args[0], int) else None
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """The server picked this transaction as a deadlock victim and rolled it back: safe to run again."""
+    original = getattr(exc, "orig", None) or exc
+    return getattr(original, "sqlstate", None) in _DEADLOCK_SQLSTATES or _mysql_code(original) in _DEADLOCK_MYSQL_CODES
+
+
 def store_error(exc: BaseException, target: str) -> StoreError:
     """Translate a driver or SQLAlchemy error into a :class:`StoreError` naming ``target``.
 
@@ -106,6 +128,16 @@ def store_error(exc: BaseException, target: str) -> StoreError:
         # This value cannot be stored here (psycopg refuses NUL in text before
         # sending anything), so it is the caller's ValueError too.
         return UnstorableValueError(f"{target} cannot store this value: {original}", target=target)
+    if is_deadlock(original):
+        return DatabaseLockedError(
+            f"{target}: this call kept deadlocking with other writers and was rolled back each time "
+            f"(nothing was written); try again ({original})",
+            target=target,
+        )
+    if getattr(original, "sqlstate", None) in _LOCK_TIMEOUT_SQLSTATES or _mysql_code(original) in (
+        _LOCK_TIMEOUT_MYSQL_CODES
+    ):
+        return DatabaseLockedError(f"{target}: timed out waiting for another writer's lock ({original})", target=target)
     if getattr(exc, "connection_invalidated", False) or "OperationalError" in kinds:
         return ConnectionFailedError(f"database error on {target}: {original}", target=target)
     return StoreError(f"database error on {target}: {original}", target=target)

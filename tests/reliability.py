@@ -17,12 +17,16 @@ import itertools
 import json
 import multiprocessing
 import os
+import queue
 import random
 import signal
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from animedex_store import CacheRepository
 
@@ -39,6 +43,9 @@ __all__ = [
     "read_acknowledged",
     "ContentionResult",
     "contention_worker",
+    "run_children",
+    "run_contention",
+    "lost_writes",
     "crash_writer",
     "lock_holder",
     "open_and_die_at",
@@ -211,6 +218,51 @@ def _contend(repository: CacheRepository, name: str, own_key: str, hot_key: str,
         repository.get_with_meta("hot", hot_key)
     else:
         repository.purge_expired()
+
+
+def run_children(function: Callable[..., None], arguments: list[tuple]) -> list[Any]:
+    """Start one child per tuple at once, each running ``function(*arguments, results)``, and
+    collect what they put on ``results``; a child silent past the join timeout fails the test."""
+    ctx = context()
+    results = ctx.Queue()
+    children = [ctx.Process(target=function, args=(*child_arguments, results)) for child_arguments in arguments]
+    for child in children:
+        child.start()
+    collected = []
+    try:
+        for _ in children:
+            collected.append(results.get(timeout=JOIN_TIMEOUT_SECONDS))
+    except queue.Empty:
+        pytest.fail(f"only {len(collected)} of {len(children)} children reported within {JOIN_TIMEOUT_SECONDS}s")
+    finally:
+        for child in children:
+            child.join(JOIN_TIMEOUT_SECONDS)
+            if child.is_alive():
+                child.kill()
+    return collected
+
+
+def run_contention(target: str, processes: int, operations: int) -> list[ContentionResult]:
+    """Start ``processes`` contention workers at once on ``target`` (a path or URL) and collect their results."""
+    return run_children(contention_worker, [(target, worker, operations) for worker in range(processes)])
+
+
+def lost_writes(target: str, results: list[ContentionResult]) -> list[str]:
+    """Acknowledged writes that do not read back exactly: own keys (with their headers after
+    ``set_with_meta``), and shared keys not holding one of the values written to them."""
+    with CacheRepository(target) as repository:
+        lost = [key for result in results for key in result.written if repository.get("own", key) != payload_for(key)]
+        lost += [key for result in results for key in result.written_with_meta if _meta_lost(repository, key)]
+        for hot_key in {key for result in results for key in result.hot_values}:
+            written = {value for result in results for value in result.hot_values.get(hot_key, [])}
+            if repository.get("hot", hot_key) not in written:
+                lost.append(hot_key)
+    return lost
+
+
+def _meta_lost(repository: CacheRepository, key: str) -> bool:
+    found = repository.get_with_meta("own", key)
+    return found is None or found.payload != payload_for(key) or found.headers != headers_for(key)
 
 
 # -- crash safety --------------------------------------------------------------

@@ -6,7 +6,6 @@ Also: a write that cannot get the lock within ``timeout`` fails with a clear
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +15,12 @@ from reliability import (
     JOIN_TIMEOUT_SECONDS,
     LONG_TTL,
     SCALE,
-    ContentionResult,
-    contention_worker,
     context,
-    headers_for,
     integrity,
     lock_holder,
-    payload_for,
+    lost_writes,
     record,
+    run_contention,
 )
 
 from animedex_store import CacheRepository
@@ -32,43 +29,14 @@ from animedex_store.errors import DatabaseLockedError
 pytestmark = pytest.mark.slow
 
 
-def run_contention(path: Path, processes: int, operations: int) -> list[ContentionResult]:
-    """Start ``processes`` workers at once on a fresh ``path`` and collect their results."""
-    ctx = context()
-    results = ctx.Queue()
-    workers = [
-        ctx.Process(target=contention_worker, args=(str(path), worker, operations, results))
-        for worker in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    collected = []
-    try:
-        for _ in workers:
-            collected.append(results.get(timeout=JOIN_TIMEOUT_SECONDS))
-    except queue.Empty:
-        pytest.fail(f"only {len(collected)} of {processes} workers reported within {JOIN_TIMEOUT_SECONDS}s")
-    finally:
-        for worker in workers:
-            worker.join(JOIN_TIMEOUT_SECONDS)
-            if worker.is_alive():
-                worker.kill()
-    return collected
-
-
 def test_processes_writing_and_reading_one_file_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "contended.sqlite"
-    results = run_contention(path, SCALE.processes, SCALE.operations)
+    results = run_contention(str(path), SCALE.processes, SCALE.operations)
 
     errors = [f"worker {result.worker}: {error}" for result in results for error in result.errors]
     assert errors == []
     assert integrity(path) == ["ok"]
-    with CacheRepository(path) as repository:
-        lost = [key for result in results for key in result.written if repository.get("own", key) != payload_for(key)]
-        lost += [key for result in results for key in result.written_with_meta if _meta_lost(repository, key)]
-        for hot_key in {key for result in results for key in result.hot_values}:
-            written = {value for result in results for value in result.hot_values.get(hot_key, [])}
-            assert repository.get("hot", hot_key) in written, hot_key
+    lost = lost_writes(str(path), results)
     assert lost == []
 
     totals: dict[str, int] = {}
@@ -86,11 +54,6 @@ def test_processes_writing_and_reading_one_file_lose_nothing(tmp_path: Path) -> 
         acknowledged_writes=sum(len(r.written) + len(r.written_with_meta) for r in results),
         lost=len(lost),
     )
-
-
-def _meta_lost(repository: CacheRepository, key: str) -> bool:
-    found = repository.get_with_meta("own", key)
-    return found is None or found.payload != payload_for(key) or found.headers != headers_for(key)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ this file covers what only servers have.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import uuid
@@ -15,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability import payload_for
+from reliability import JOIN_TIMEOUT_SECONDS, LONG_TTL, context, lost_writes, payload_for, run_children, run_contention
 from rowdump import plain_engine, rows
 from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from animedex_store import CacheRepository
+from animedex_store.engine import open_engine
 from animedex_store.errors import ConnectionFailedError, MigrationError
-from animedex_store.schema import HEAD_REVISION
+from animedex_store.schema import HEAD_REVISION, ensure_schema
 
 pytestmark = pytest.mark.server
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,3 +292,44 @@ def test_opening_with_a_wrong_password_names_the_url_masked(server_url: str) -> 
     with pytest.raises(ConnectionFailedError) as raised:
         CacheRepository(url.render_as_string(hide_password=False))
     assert "n0t-the-s3cret" not in str(raised.value) and "animedex_nobody:***@" in str(raised.value)
+
+
+# -- many processes ---------------------------------------------------------------------------
+
+PROCESSES = 8
+OPERATIONS = 500
+
+
+def first_open(url: str, start: Any, results: Any) -> None:
+    """Wait for the others, open ``url`` at the same moment, and report whether this process migrated it."""
+    try:
+        store = open_engine(url)
+        try:
+            start.wait(JOIN_TIMEOUT_SECONDS)
+            migrated = ensure_schema(store.engine, store.target)
+        finally:
+            store.engine.dispose()
+        key = f"process {os.getpid()}"
+        with CacheRepository(url) as repository:
+            repository.set("opened", key, b"ok", ttl_seconds=LONG_TTL)
+        results.put((key, migrated, None))
+    except Exception as exc:  # reported to the parent, which expects none
+        results.put((None, None, repr(exc)))
+
+
+def test_concurrent_first_open_migrates_once(server_url: str) -> None:
+    start = context().Barrier(PROCESSES)
+    outcomes = run_children(first_open, [(server_url, start)] * PROCESSES)
+    assert [error for _key, _migrated, error in outcomes if error] == []
+    assert sorted(migrated for _key, migrated, _error in outcomes) == [False] * (PROCESSES - 1) + [True]
+    assert versions(server_url) == [HEAD_REVISION]
+    with CacheRepository(server_url) as repository:
+        assert all(repository.get("opened", key) == b"ok" for key, _migrated, _error in outcomes)
+
+
+def test_processes_on_one_server_lose_nothing(server_url: str) -> None:
+    results = run_contention(server_url, PROCESSES, OPERATIONS)
+    assert [f"worker {result.worker}: {error}" for result in results for error in result.errors] == []
+    assert sum(sum(result.operations.values()) for result in results) == PROCESSES * OPERATIONS
+    assert sum(len(result.written) + len(result.written_with_meta) for result in results) > PROCESSES * OPERATIONS // 4
+    assert lost_writes(server_url, results) == []
