@@ -19,7 +19,7 @@ from .results import BackendStats, CachedResponse, CacheStats
 from .schema import ensure_schema
 from .statements import Statements
 from .vacuum import vacuum
-from .validation import check_key, check_payload, check_ttl, decode_headers, encode_headers
+from .validation import check_header_names, check_key, check_payload, check_ttl, decode_headers, encode_headers
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -74,6 +74,11 @@ class CacheRepository:
     ``max_bytes`` caps the total payload size: a write that takes it over
     evicts expired rows first, then the rows closest to expiry (see
     :mod:`animedex_store.eviction` for how the cost stays bounded).
+
+    ``redact_headers`` names response headers (case-insensitive, e.g.
+    ``{"Authorization", "Set-Cookie"}``) that ``set_with_meta`` drops before
+    storing: credentials never reach the cache file. Rows already stored are
+    left as they are.
     """
 
     def __init__(
@@ -84,9 +89,11 @@ class CacheRepository:
         migrate: bool = True,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_bytes: int | None = None,
+        redact_headers: Iterable[str] = (),
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning a datetime, not {type(clock).__name__}")
+        self._redacted = check_header_names(redact_headers)
         cap = check_max_bytes(max_bytes)
         self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
@@ -122,7 +129,7 @@ class CacheRepository:
         ttl_seconds: int,
     ) -> None:
         """Store or overwrite a row with its response headers (a str→str mapping)."""
-        self._write(backend, signature, payload, encode_headers(response_headers), ttl_seconds)
+        self._write(backend, signature, payload, encode_headers(response_headers, self._redacted), ttl_seconds)
 
     def _write(self, backend: str, signature: str, payload: object, headers: bytes, ttl_seconds: object) -> None:
         check_key("backend", backend)

@@ -7,11 +7,19 @@ before anything touches the database.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .models import KEY_MAX_LENGTH
 
-__all__ = ["MAX_TTL_SECONDS", "check_key", "check_payload", "check_ttl", "encode_headers", "decode_headers"]
+__all__ = [
+    "MAX_TTL_SECONDS",
+    "check_key",
+    "check_payload",
+    "check_ttl",
+    "check_header_names",
+    "encode_headers",
+    "decode_headers",
+]
 
 #: Longest TTL accepted (~146 billion years): ``now + ttl`` must fit the 64-bit
 #: ``expires_at`` column of every engine.
@@ -46,14 +54,27 @@ def check_ttl(ttl_seconds: object) -> int:
     return int(ttl_seconds)
 
 
-def encode_headers(headers: object) -> bytes:
-    """Headers as the seed stored them: UTF-8 JSON of a str→str object."""
+def check_header_names(names: object) -> frozenset[str]:
+    """``redact_headers``: an iterable of header names (not one bare ``str``), casefolded."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise TypeError(f"redact_headers must be an iterable of header names, not {type(names).__name__}")
+    names = list(names)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"redact_headers must hold str header names, not {type(name).__name__}")
+    return frozenset(name.casefold() for name in names)
+
+
+def encode_headers(headers: object, redact: frozenset[str] = frozenset()) -> bytes:
+    """Headers as the seed stored them: UTF-8 JSON of a str→str object, without
+    the names in ``redact`` (casefolded; header names are case-insensitive)."""
     if not isinstance(headers, Mapping):
         raise TypeError(f"response_headers must be a mapping of str to str, not {type(headers).__name__}")
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"response_headers must map str to str; got {type(key).__name__} -> {type(value).__name__}")
-    return json.dumps(dict(headers), ensure_ascii=False).encode("utf-8")
+    kept = {key: value for key, value in headers.items() if key.casefold() not in redact} if redact else dict(headers)
+    return json.dumps(kept, ensure_ascii=False).encode("utf-8")
 
 
 def decode_headers(blob: bytes | None) -> dict[str, str]:
