@@ -7,11 +7,10 @@ migrated database agree.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, MetaData, String, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy import BigInteger, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .coltypes import ExactKey
+from .coltypes import ExactKey, Payload
 
 __all__ = ["Base", "CacheRow", "CacheMeta", "KEY_MAX_LENGTH", "SCHEMA_VERSION"]
 
@@ -36,7 +35,7 @@ NAMING_CONVENTION = {
 KeyType = ExactKey(KEY_MAX_LENGTH)
 # The seed declared INTEGER/BLOB; servers need 64-bit seconds and >64 KiB payloads.
 EpochSeconds = BigInteger().with_variant(Integer(), "sqlite")
-PayloadType = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+PayloadType = Payload()
 
 
 class Base(DeclarativeBase):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from platformdirs import user_cache_dir
-
 __all__ = ["default_ttl_seconds", "default_cache_path", "DEFAULT_TTL_SECONDS"]
 
 #: Seconds per request category (animedex plans/03 §10).
@@ -25,4 +23,6 @@ def default_ttl_seconds(category: str) -> int:
 
 def default_cache_path() -> Path:
     """``platformdirs.user_cache_dir("animedex") / "cache.sqlite"``."""
+    from platformdirs import user_cache_dir  # here, not at import: opening a given path never needs it
+
     return Path(user_cache_dir("animedex")) / "cache.sqlite"
