@@ -4,10 +4,16 @@
 * ``cache_repository``: a fresh in-memory SQLite :class:`CacheRepository` at
   head using ``frozen_clock``, isolated per test. The schema is migrated once
   per session into a template and copied with SQLite's backup API per test.
+
+``--animedex-store-url URL`` (or ``$ANIMEDEX_STORE_TEST_URL``) runs
+``cache_repository`` on a PostgreSQL or MariaDB/MySQL server instead: each
+test gets its own new schema (PostgreSQL) or database (MariaDB/MySQL),
+migrated on open and dropped afterwards.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 
@@ -17,8 +23,22 @@ from sqlalchemy.pool import StaticPool
 
 from .clock import FROZEN_AT, FrozenClock
 from .repository import CacheRepository
+from .sandbox import sandbox
 
-__all__ = ["FrozenClock", "FROZEN_AT", "frozen_clock", "cache_repository"]
+__all__ = ["FrozenClock", "FROZEN_AT", "TEST_URL_ENV_VAR", "frozen_clock", "cache_repository", "animedex_store_url"]
+
+#: Environment variable naming the server ``cache_repository`` runs on (the option wins).
+TEST_URL_ENV_VAR = "ANIMEDEX_STORE_TEST_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("animedex-store").addoption(
+        "--animedex-store-url",
+        metavar="URL",
+        help="run the cache_repository fixture on this PostgreSQL or MariaDB/MySQL server, each test in a "
+        f"schema/database of its own (default: ${TEST_URL_ENV_VAR}, else in-memory SQLite)",
+    )
+
 
 _template: sqlite3.Connection | None = None
 
@@ -56,9 +76,21 @@ def frozen_clock() -> FrozenClock:
     return FrozenClock()
 
 
+@pytest.fixture(scope="session")
+def animedex_store_url(pytestconfig: pytest.Config) -> str | None:
+    """The server ``cache_repository`` runs on (``--animedex-store-url``, else
+    ``$ANIMEDEX_STORE_TEST_URL``), or ``None`` for in-memory SQLite."""
+    return pytestconfig.getoption("animedex_store_url") or os.environ.get(TEST_URL_ENV_VAR) or None
+
+
 @pytest.fixture
-def cache_repository(frozen_clock: FrozenClock) -> Iterator[CacheRepository]:
-    """A fresh in-memory repository at head, on ``frozen_clock``."""
+def cache_repository(frozen_clock: FrozenClock, animedex_store_url: str | None) -> Iterator[CacheRepository]:
+    """A fresh repository at head, on ``frozen_clock``: in memory, or in a new
+    schema/database on the ``animedex_store_url`` server, dropped afterwards."""
+    if animedex_store_url is not None:
+        with sandbox(animedex_store_url) as url, CacheRepository(url, clock=frozen_clock) as repository:
+            yield repository
+        return
     repository, connection = fresh_memory_repository(frozen_clock)
     try:
         yield repository

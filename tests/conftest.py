@@ -64,6 +64,13 @@ def engine_url(request: pytest.FixtureRequest, tmp_path: Path, open_sandbox: Cal
 
 
 @pytest.fixture(params=SERVERS)
+def server_base_url(request: pytest.FixtureRequest, open_sandbox: Callable[[str], str]) -> str:
+    """The server's own URL (not a sandbox), once it is known to answer."""
+    open_sandbox(request.param)  # skips, or fails in CI, when the server is unreachable
+    return SERVER_URLS[request.param]
+
+
+@pytest.fixture(params=SERVERS)
 def server_url(request: pytest.FixtureRequest, open_sandbox: Callable[[str], str]) -> str:
     """Like ``engine_url``, servers only."""
     return open_sandbox(request.param)

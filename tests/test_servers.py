@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -18,14 +19,16 @@ from typing import Any
 import pytest
 from reliability import JOIN_TIMEOUT_SECONDS, LONG_TTL, context, lost_writes, payload_for, run_children, run_contention
 from rowdump import plain_engine, rows
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from animedex_store import CacheRepository
 from animedex_store.engine import open_engine
 from animedex_store.errors import ConnectionFailedError, MigrationError
+from animedex_store.sandbox import SANDBOX_PREFIX
 from animedex_store.schema import HEAD_REVISION, ensure_schema
+from animedex_store.testing import TEST_URL_ENV_VAR
 
 pytestmark = pytest.mark.server
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,3 +336,54 @@ def test_processes_on_one_server_lose_nothing(server_url: str) -> None:
     assert sum(sum(result.operations.values()) for result in results) == PROCESSES * OPERATIONS
     assert sum(len(result.written) + len(result.written_with_meta) for result in results) > PROCESSES * OPERATIONS // 4
     assert lost_writes(server_url, results) == []
+
+
+# -- the pytest plugin ------------------------------------------------------------------------
+
+APPLICATION_TESTS = """
+import os
+
+
+def record(repository):
+    with open(os.environ["TARGETS_FILE"], "a") as targets:
+        targets.write(repository.target + "\\n")
+
+
+def test_first_writes_and_expires(cache_repository, frozen_clock):
+    record(cache_repository)
+    cache_repository.set("b", "k", b"v", ttl_seconds=10)
+    assert cache_repository.get("b", "k") == b"v"
+    frozen_clock.advance(10)
+    assert cache_repository.get("b", "k") is None
+
+
+def test_second_starts_empty(cache_repository):
+    record(cache_repository)
+    assert cache_repository.get_with_meta("b", "k", allow_stale=True) is None
+"""
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_plugin_runs_cache_repository_on_a_server(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, server_base_url: str, how: str
+) -> None:
+    targets = pytester.path / "targets.txt"
+    monkeypatch.setenv("TARGETS_FILE", str(targets))
+    pytester.makepyfile(test_application=APPLICATION_TESTS)
+    if how == "option":
+        result = pytester.runpytest("-p", "no:cacheprovider", f"--animedex-store-url={server_base_url}")
+    else:
+        monkeypatch.setenv(TEST_URL_ENV_VAR, server_base_url)
+        result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    sandboxes = [re.search(rf"{SANDBOX_PREFIX}[0-9a-f]+", line).group() for line in targets.read_text().splitlines()]
+    assert len(set(sandboxes)) == 2  # one schema/database per test
+    assert all(server_name(line) == server_name(server_base_url) for line in targets.read_text().splitlines())
+    with administration(server_base_url) as admin:
+        left = admin.execute(
+            text("SELECT schema_name FROM information_schema.schemata WHERE schema_name IN :names").bindparams(
+                bindparam("names", expanding=True)
+            ),
+            {"names": sandboxes},
+        ).all()
+    assert left == []  # dropped after each test
