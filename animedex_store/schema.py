@@ -149,6 +149,10 @@ def adopt_legacy(connection: Connection, target: str, *, dry_run: bool = False) 
     """
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())
+    if VERSION_TABLE in tables:
+        # Before the table check: a newer animedex-store may have added tables of
+        # its own, and the user must hear "upgrade the package", not "not ours".
+        _refuse_unknown_revisions(connection, target)
     foreign = sorted(tables - OUR_TABLES)
     if foreign:
         raise UnknownSchemaError(
@@ -157,7 +161,6 @@ def adopt_legacy(connection: Connection, target: str, *, dry_run: bool = False) 
             target=target,
         )
     if VERSION_TABLE in tables:
-        _refuse_unknown_revisions(connection, target)
         return None
     if not tables:
         return None  # empty: revision 0001 builds it

@@ -1,0 +1,123 @@
+"""Upgrade safety: opening with this package never loses a row, from every earlier revision.
+
+For each revision from ``0001`` on, a database is built at that revision with
+Alembic, filled with rows through the table as it was then, and opened with
+:class:`CacheRepository`: every row must come through the upgrade byte for
+byte, on SQLite and on each server. A database written by a newer
+animedex-store (a revision this package does not know, with tables and
+columns of its own) is refused with a clear error and left exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic_runner import revisions
+from dbfiles import fingerprint
+from legacy import NOW, planned_row
+from sqlalchemy import Engine, MetaData, Table, inspect, select, text
+
+from animedex_store import CacheRepository
+from animedex_store.clock import FrozenClock
+from animedex_store.engine import open_engine
+from animedex_store.errors import SchemaTooNewError
+from animedex_store.schema import HEAD_REVISION, alembic_config
+
+ROWS = 120
+FUTURE_REVISION = "9999_newer"
+
+
+@pytest.fixture
+def engine(engine_url: str) -> Iterator[Engine]:
+    """An engine on the empty database (configured as the package configures its own)."""
+    store = open_engine(engine_url)
+    yield store.engine
+    store.engine.dispose()
+
+
+def _build_at(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision)
+
+
+def _cache_rows(connection) -> Table:
+    return Table("cache_rows", MetaData(), autoload_with=connection)
+
+
+def _insert_rows(engine: Engine) -> None:
+    """Rows with every column the table has at its revision, written through that table."""
+    with engine.begin() as connection:
+        table = _cache_rows(connection)
+        values = [{column: getattr(planned_row(index), column) for column in table.c.keys()} for index in range(ROWS)]
+        connection.execute(table.insert(), values)
+
+
+def _snapshot(engine: Engine) -> tuple[list[str], list[tuple], list[str]]:
+    """``cache_rows`` columns, every row (sorted in Python), and ``alembic_version``."""
+    with engine.connect() as connection:
+        table = _cache_rows(connection)
+        found = sorted(tuple(row) for row in connection.execute(select(table)))
+        versions = sorted(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    return list(table.c.keys()), found, versions
+
+
+@pytest.mark.parametrize("revision", [revision for revision in revisions() if revision != HEAD_REVISION])
+def test_opening_a_database_at_an_earlier_revision_keeps_every_row(
+    engine: Engine, engine_url: str, revision: str
+) -> None:
+    _build_at(engine, revision)
+    _insert_rows(engine)
+    columns_before, rows_before, versions = _snapshot(engine)
+    assert versions == [revision]
+
+    with CacheRepository(engine_url, clock=FrozenClock()) as repository:
+        for index in (3, 5, 6):  # live rows; their payloads read back through the API
+            row = planned_row(index)
+            assert row.expires_at > NOW
+            assert repository.get(row.backend, row.signature) == row.payload
+    columns_after, rows_after, versions = _snapshot(engine)
+    assert versions == [HEAD_REVISION]
+    assert columns_after[: len(columns_before)] == columns_before
+    assert len(rows_after) == ROWS
+    kept = [row[: len(columns_before)] for row in rows_after]
+    assert kept == rows_before  # every row, every byte, expired ones too
+    assert all(value is None for row in rows_after for value in row[len(columns_before) :])
+
+
+def _make_future(engine: Engine) -> None:
+    """What a newer animedex-store could leave: an unknown revision, a new table and a new column."""
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = :future"), {"future": FUTURE_REVISION})
+        connection.execute(text("CREATE TABLE cache_tags (tag VARCHAR(40) PRIMARY KEY)"))
+        connection.execute(text("ALTER TABLE cache_rows ADD COLUMN etag VARCHAR(80)"))
+
+
+def test_a_database_from_a_newer_version_is_refused_and_left_as_it_was(engine: Engine, engine_url: str) -> None:
+    _build_at(engine, "head")
+    _insert_rows(engine)
+    _make_future(engine)
+    before = _snapshot(engine)
+    tables_before = sorted(inspect(engine).get_table_names())
+    for migrate in (True, False):
+        with pytest.raises(SchemaTooNewError, match="newer version. Upgrade animedex-store") as caught:
+            CacheRepository(engine_url, migrate=migrate)
+        assert FUTURE_REVISION in str(caught.value)
+    assert _snapshot(engine) == before
+    assert sorted(inspect(engine).get_table_names()) == tables_before
+
+
+def test_a_newer_sqlite_file_is_not_even_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "newer.sqlite"
+    store = open_engine(path)
+    _build_at(store.engine, "head")
+    _insert_rows(store.engine)
+    _make_future(store.engine)
+    store.engine.dispose()
+    before = fingerprint(path)
+    with pytest.raises(SchemaTooNewError, match=str(path)):
+        CacheRepository(path)
+    assert fingerprint(path) == before  # same bytes, same mtime, no companions left behind
