@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic_runner import revisions, run_alembic
 from reliability import JOIN_TIMEOUT_SECONDS, LONG_TTL, context, lost_writes, payload_for, run_children, run_contention
 from rowdump import plain_engine, rows
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, inspect, text
@@ -31,7 +30,6 @@ from animedex_store.schema import HEAD_REVISION, ensure_schema
 from animedex_store.testing import TEST_URL_ENV_VAR
 
 pytestmark = pytest.mark.server
-ROOT = Path(__file__).resolve().parents[1]
 OpenSandbox = Callable[[str], str]
 
 
@@ -69,17 +67,26 @@ def table_definitions(url: str) -> dict[str, Any]:
 # -- schema -----------------------------------------------------------------------------------
 
 
-def test_alembic_check_reports_no_drift(server_url: str) -> None:
+def test_alembic_check_reports_no_drift(server_url: str, tmp_path: Path) -> None:
     CacheRepository(server_url).close()
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url={server_url}", "check"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_alembic("-x", f"url={server_url}", "check", home=tmp_path)
     assert "No new upgrade operations detected" in result.stdout
+
+
+def test_alembic_downgrade_and_upgrade(server_url: str, tmp_path: Path) -> None:
+    with CacheRepository(server_url) as repository:
+        repository.set_with_meta("b", "k", b"kept", response_headers={"h": "v"}, ttl_seconds=LONG_TTL)
+    for expected in reversed(revisions()[:-1]):
+        run_alembic("-x", f"url={server_url}", "downgrade", "-1", home=tmp_path)
+        assert versions(server_url) == [expected]
+    with CacheRepository(server_url) as repository:  # migrates back to head, rows kept
+        assert repository.get_with_meta("b", "k")[:3] == (b"kept", {}, None)
+    assert versions(server_url) == [HEAD_REVISION]
+    run_alembic("-x", f"url={server_url}", "downgrade", "base", home=tmp_path)
+    assert set(table_definitions(server_url)) == {"alembic_version"} and versions(server_url) == []
+    run_alembic("-x", f"url={server_url}", "upgrade", "head", home=tmp_path)
+    assert versions(server_url) == [HEAD_REVISION]
+    assert set(table_definitions(server_url)) == {"alembic_version", "cache_rows", "cache_meta"}
 
 
 def test_dialect_types(server_url: str) -> None:
