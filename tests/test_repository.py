@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
 from pydantic import BaseModel
-from rowdump import dump_rows, plain_engine, row_count, rows
+from rowdump import dump_rows, row_count, rows
 from sqlalchemy import Engine, make_url, update
 
 from animedex_store import CacheRepository, StoreError
@@ -19,19 +19,6 @@ from animedex_store.testing import FROZEN_AT, FrozenClock
 from animedex_store.validation import MAX_TTL_SECONDS
 
 MakeRepository = Callable[..., CacheRepository]
-
-
-@pytest.fixture
-def repo(make_repository: MakeRepository) -> CacheRepository:
-    return make_repository()
-
-
-@pytest.fixture
-def database(engine_url: str, repo: CacheRepository) -> Iterator[Engine]:
-    """A plain engine on the repository's database, to look at rows directly."""
-    engine = plain_engine(engine_url)
-    yield engine
-    engine.dispose()
 
 
 # -- round trip, expiry, overwrite -----------------------------------------------------------
