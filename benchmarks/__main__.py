@@ -1,0 +1,57 @@
+"""``python -m benchmarks [--quick] [--json] [--only SUITE ...]``: run the suites, print one table.
+
+Nothing here asserts anything about time: ``--quick`` is the CI smoke run
+(small sizes, few repeats) and a missed target is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import batch, hot_path, scale, servers, startup
+from .measure import Result, Settings, Skipped
+from .report import as_json, environment, markdown_table
+
+SUITES = {
+    "hot_path": hot_path.run,
+    "batch": batch.run,
+    "scale": scale.run,
+    "startup": startup.run,
+    "servers": servers.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats (CI)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--only", nargs="+", choices=sorted(SUITES), metavar="SUITE", help="run only these suites")
+    args = parser.parse_args(argv)
+    settings = Settings.for_run(args.quick)
+    rows: list[Result | Skipped] = []
+    # Big scale files go to the temporary directory and are removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="animedex-bench-") as workdir:
+        for name, run in SUITES.items():
+            if args.only and name not in args.only:
+                continue
+            started = time.perf_counter()
+            suite_dir = Path(workdir) / name
+            suite_dir.mkdir()
+            rows += run(settings, suite_dir)
+            print(f"benchmarks: {name} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if args.json:
+        print(as_json(settings, rows))
+    else:
+        for key, value in environment(settings).items():
+            print(f"- {key}: {value}")
+        print()
+        print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Timing helpers and the result rows every suite returns.
+
+Each measurement runs a batch of operations several times and keeps the
+median per-operation time; ours and the baseline alternate round by round, so
+a noisy neighbour on a shared machine slows both sides alike. The garbage
+collector is paused during a round, as ``timeit`` does.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Settings", "Result", "Skipped", "per_op_us", "interleaved", "median_of"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much work each suite does; ``quick`` is the CI smoke run."""
+
+    quick: bool
+    repeats: int  # rounds per measurement; the median is kept
+    ops: int  # single operations per round
+    scale_sizes: tuple[int, ...]  # table sizes for the purge/get-at-scale suite
+    cold_starts: int  # interpreter launches per side
+    fixture_tests: int  # tests in the generated pytest run
+
+    @classmethod
+    def for_run(cls, quick: bool) -> Settings:
+        if quick:
+            return cls(quick, repeats=3, ops=300, scale_sizes=(1_000, 10_000), cold_starts=3, fixture_tests=50)
+        return cls(
+            quick, repeats=9, ops=10_000, scale_sizes=(10_000, 100_000, 1_000_000), cold_starts=21, fixture_tests=1_000
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """One table row: ours against one baseline, in µs per operation."""
+
+    operation: str
+    ours_us: float
+    baseline: str
+    baseline_us: float
+    target: float | None = None  # the ratio ours/baseline must not exceed; None: for information
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_us / self.baseline_us
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target is None else self.ratio <= self.target
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A table row for a measurement that could not run here (a server that does not answer)."""
+
+    operation: str
+    reason: str
+
+
+def _timed_round(run: Callable[[], object]) -> float:
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        run()
+        return (time.perf_counter_ns() - start) / 1000
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def per_op_us(run: Callable[[], object], ops: int, repeats: int) -> float:
+    """Median µs per operation of ``run`` (which performs ``ops`` operations)."""
+    run()  # warm up: statement caches, page cache, lazy imports
+    return statistics.median(_timed_round(run) for _ in range(repeats)) / ops
+
+
+def interleaved(
+    runs: dict[str, Callable[[], object]], ops: int, repeats: int, *, warm_up: bool = True
+) -> dict[str, float]:
+    """Median µs per operation of each of ``runs``, alternating between them round by round."""
+    if warm_up:
+        for run in runs.values():
+            run()
+    rounds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            rounds[name].append(_timed_round(run))
+    return {name: statistics.median(times) / ops for name, times in rounds.items()}
+
+
+def median_of(samples: list[float]) -> float:
+    """The median of ``samples`` (one helper so every suite summarises alike)."""
+    return statistics.median(samples)
