@@ -159,10 +159,14 @@ CONTENTION_MIX = {
     "set_with_meta": 10,
     "set_hot": 10,
     "set_expired": 5,
+    "set_many": 5,
     "get": 20,
     "get_with_meta": 20,
+    "get_many": 5,
     "purge_expired": 5,
 }
+#: Rows per set_many/get_many call.
+BATCH = 5
 
 
 def contention_worker(path: str, worker: int, operations: int, results: Any) -> None:
@@ -194,6 +198,8 @@ def contention_worker(path: str, worker: int, operations: int, results: Any) -> 
             result.operations[name] = result.operations.get(name, 0) + 1
             if name == "set":
                 result.written.append(own_key)
+            elif name == "set_many":
+                result.written += _batch(own_key)
             elif name == "set_with_meta":
                 result.written_with_meta.append(own_key)
             elif name == "set_hot":
@@ -212,12 +218,20 @@ def _contend(repository: CacheRepository, name: str, own_key: str, hot_key: str,
         repository.set("hot", hot_key, own_key.encode(), ttl_seconds=LONG_TTL)
     elif name == "set_expired":
         repository.set("gone", own_key, b"x", ttl_seconds=0)
+    elif name == "set_many":
+        repository.set_many("own", {key: payload_for(key) for key in _batch(own_key)}, ttl_seconds=LONG_TTL)
     elif name == "get":
         repository.get("own", peer_key)
+    elif name == "get_many":
+        repository.get_many("own", [peer_key, *_batch(peer_key)])
     elif name == "get_with_meta":
         repository.get_with_meta("hot", hot_key)
     else:
         repository.purge_expired()
+
+
+def _batch(key: str) -> list[str]:
+    return [f"{key}/{index}" for index in range(BATCH)]
 
 
 def run_children(function: Callable[..., None], arguments: list[tuple]) -> list[Any]:
