@@ -230,8 +230,10 @@ class CacheRepository:
         """The payload, or ``None`` when the row is missing or expired."""
         check_key("backend", backend)
         check_key("signature", signature)
-        row = self._db.fetchone(self._sql.get, (backend, signature, self._now()))
-        return None if row is None else row[0]
+        row = self._db.fetchone(self._sql.get, (backend, signature))
+        if row is None or row[1] <= self._now():
+            return None
+        return row[0]
 
     def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
         """``{signature: payload}`` of the live rows among ``signatures`` (missing and expired left out)."""
@@ -263,20 +265,19 @@ class CacheRepository:
         """
         check_key("backend", backend)
         check_key("signature", signature)
-        now = self._now()
-        if allow_stale:
-            row = self._db.fetchone(self._sql.get_with_meta_stale, (backend, signature))
-        else:
-            row = self._db.fetchone(self._sql.get_with_meta, (backend, signature, now))
+        row = self._db.fetchone(self._sql.get_with_meta, (backend, signature))
         if row is None:
             return None
         payload, headers, fetched_at, expires_at = row
+        stale = expires_at <= self._now()
+        if stale and not allow_stale:
+            return None
         return CachedResponse(
             payload,
             decode_headers(headers),
             _utc_or_none(fetched_at),
             datetime.fromtimestamp(expires_at, timezone.utc),
-            expires_at <= now,
+            stale,
         )
 
     def get_model(self, backend: str, signature: str, model_type: type[ModelT]) -> ModelT | None:

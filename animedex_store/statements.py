@@ -28,7 +28,6 @@ _payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite
 _ZERO = literal_column("0")
 _with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at)
 _KEY = ("backend", "signature")
-_KEY_AND_NOW = ("backend", "signature", "now")
 _VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
 
 
@@ -124,16 +123,15 @@ class Statements:
             shared = _SHARED[key] = cls(dialect)
         return shared
 
+    # The single-row reads return expired rows too: the repository compares
+    # expires_at with its clock only when a row comes back, so a miss never
+    # reads the clock (and the statement binds one value fewer).
     @cached_property
     def get(self) -> Compiled:
-        return _compile(select(_rows.c.payload).where(*_key_matches, _live), self._dialect, _KEY_AND_NOW)
+        return _compile(select(_rows.c.payload, _rows.c.expires_at).where(*_key_matches), self._dialect, _KEY)
 
     @cached_property
     def get_with_meta(self) -> Compiled:
-        return _compile(select(*_with_meta).where(*_key_matches, _live), self._dialect, _KEY_AND_NOW)
-
-    @cached_property
-    def get_with_meta_stale(self) -> Compiled:
         return _compile(select(*_with_meta).where(*_key_matches), self._dialect, _KEY)
 
     def get_many(self, size: int) -> Compiled:

@@ -82,7 +82,8 @@ def decode_headers(blob: bytes | None) -> dict[str, str]:
     if not blob:
         return {}
     try:
-        headers = json.loads(blob)
-    except (ValueError, UnicodeDecodeError):
+        # Decoded first: json.loads on bytes sniffs the encoding, ~0.5 µs of every get_with_meta.
+        headers = json.loads(str(blob, "utf-8"))
+    except ValueError:  # not UTF-8 (UnicodeDecodeError) or not JSON
         return {}
     return headers if isinstance(headers, dict) else {}

@@ -66,9 +66,10 @@ def _one_server(name: str, url: str, settings: Settings) -> list[Result]:
         sql = repository._sql  # the compiled statements: the baseline runs exactly these
         cursor = raw.cursor()
 
-        def raw_get(key: str) -> object:
-            cursor.execute(sql.get.sql, sql.get.bind((BACKEND, key, int(time.time()))))
-            return cursor.fetchone()
+        def raw_get(key: str) -> bytes | None:
+            cursor.execute(sql.get.sql, sql.get.bind((BACKEND, key)))
+            row = cursor.fetchone()
+            return None if row is None or row[1] <= time.time() else row[0]
 
         def raw_set(key: str) -> None:
             at = int(time.time())
