@@ -70,13 +70,21 @@ def test_a_write_that_cannot_get_the_lock_in_time_fails_clearly(stored: Path) ->
     holder.execute("BEGIN IMMEDIATE")
     try:
         with CacheRepository(stored, timeout=0.2) as repository:
-            with pytest.raises(DatabaseLockedError, match=str(stored)) as caught:
-                repository.set("b", "s", b"after", ttl_seconds=LONG_TTL)
-            assert caught.value.target == str(stored)
-            with pytest.raises(DatabaseLockedError, match=str(stored)):
-                repository.purge_expired()
-            # WAL: readers are not blocked by the writer's lock.
+            writes = [
+                lambda: repository.set("b", "s", b"after", ttl_seconds=LONG_TTL),
+                lambda: repository.set_with_meta("b", "s", b"after", response_headers={}, ttl_seconds=LONG_TTL),
+                lambda: repository.set_many("b", {"s": b"after", "t": b"after"}, ttl_seconds=LONG_TTL),
+                lambda: repository.delete("b", "s"),
+                repository.purge_expired,
+                repository.clear,
+            ]
+            for write in writes:
+                with pytest.raises(DatabaseLockedError, match=str(stored)) as caught:
+                    write()
+                assert caught.value.target == str(stored)
+            # WAL: readers are not blocked by the writer's lock; the failed writes changed nothing.
             assert repository.get("b", "s") == b"before"
+            assert repository.get("b", "t") is None
             holder.execute("ROLLBACK")
             repository.set("b", "s", b"after", ttl_seconds=LONG_TTL)
             assert repository.get("b", "s") == b"after"
