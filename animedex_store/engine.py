@@ -34,6 +34,8 @@ __all__ = [
 
 #: Environment variable naming the database when no target is given.
 URL_ENV_VAR = "ANIMEDEX_STORE_URL"
+#: Query parameters that carry a password, hidden like the URL's own.
+_PASSWORD_QUERY_KEYS = frozenset({"password", "passwd"})
 #: How long a write waits for another connection's lock before failing.
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -53,8 +55,14 @@ class StoreEngine:
 
 
 def mask_url(url: str | URL) -> str:
-    """The URL as a string with its password replaced by ``***``."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as a string with its password replaced by ``***``, also one given as a
+    query parameter (libpq and PyMySQL accept ``?password=...``)."""
+    url = make_url(url)
+    secret = sorted(key for key in url.query if key.lower() in _PASSWORD_QUERY_KEYS)
+    shown = url.difference_update_query(secret).render_as_string(hide_password=True)
+    if secret:
+        shown += ("&" if "?" in shown else "?") + "&".join(f"{key}=***" for key in secret)
+    return shown
 
 
 def resolve_target(target: str | os.PathLike[str] | URL | Engine | None) -> Path | URL | Engine:
