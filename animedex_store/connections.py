@@ -1,12 +1,15 @@
 """How the repository reaches the database for each call.
 
 SQLite: one DB-API connection held for the repository's life, guarded by a
-lock (as the seed did): no pool checkout per call. Servers: a pooled DB-API
-connection per call, so threads and processes never share one.
+lock (as the seed did): no pool checkout per call. Servers: a DB-API connection
+per call, so threads and processes never share one: on an engine we created,
+kept between calls in autocommit (:class:`HeldServerConnections`); on a
+caller's engine, checked out of its pool as its settings say.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import threading
@@ -18,7 +21,14 @@ from .engine import StoreEngine
 from .errors import StoreError, UnstorableValueError, is_deadlock, store_error
 from .statements import Compiled
 
-__all__ = ["Connections", "SharedSqliteConnection", "PooledConnections", "ClosedConnections", "open_connections"]
+__all__ = [
+    "Connections",
+    "SharedSqliteConnection",
+    "PooledConnections",
+    "HeldServerConnections",
+    "ClosedConnections",
+    "open_connections",
+]
 
 
 class Connections:
@@ -138,7 +148,7 @@ class PooledConnections(Connections):
                 raw.commit()
             return result
         except self._error as exc:
-            if _is_disconnect(self._engine, exc):
+            if _is_disconnect(self._engine, exc, raw):
                 raw.invalidate()  # the pool must not hand this connection out again
             raise
         finally:
@@ -190,8 +200,93 @@ class PooledConnections(Connections):
         pass
 
 
-def _is_disconnect(engine, exc: BaseException) -> bool:
-    return bool(engine.dialect.is_disconnect(exc, None, None))
+class HeldServerConnections(PooledConnections):
+    """Server connections of an engine we created, kept between calls in autocommit.
+
+    Checking a connection out of SQLAlchemy's pool for every call costs a
+    pre-ping round trip, and a read's transaction a rollback on return: three
+    round trips where the raw driver needs one. Here a call takes an idle
+    connection (autocommit: each statement is its own transaction; batches say
+    ``BEGIN``/``COMMIT``) and puts it back. One the server dropped while it sat
+    idle (restart, idle timeout, killed session) fails with a disconnect: then
+    every idle connection is closed and the call runs once more on a fresh one,
+    which the pool pre-pings. Every statement the repository runs may run twice
+    (upserts, reads, deletes by condition). Autocommit connections never go back
+    to the pool, where migrations expect transactions: :meth:`close` closes them.
+    """
+
+    def __init__(self, store: StoreEngine) -> None:
+        super().__init__(store)
+        self._idle: list[Any] = []  # list.pop/append are atomic: no lock needed
+        self._closed = False
+
+    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
+        try:
+            raw, reused = self._idle.pop(), True
+        except IndexError:
+            raw, reused = self._fresh(), False
+        try:
+            result = self._run_on(raw, statement, values, many=many, fetch=fetch)
+        except self._error as exc:
+            if not _is_disconnect(self._engine, exc, raw):
+                self._put_back(raw)
+                raise
+            raw.invalidate()
+            if not reused:
+                raise
+            self._close_idle()  # the server dropped them too, most likely
+            return self._once(statement, values, many=many, commit=commit, fetch=fetch)
+        self._put_back(raw)
+        return result
+
+    def _fresh(self) -> Any:
+        try:
+            raw = self._engine.raw_connection()
+            self._engine.dialect.set_isolation_level(raw.dbapi_connection, "AUTOCOMMIT")
+        except Exception as exc:
+            raise store_error(exc, self._target) from exc
+        return raw
+
+    def _run_on(self, raw: Any, statement: Compiled, values: Sequence[Any], *, many: bool, fetch: str | None):
+        cursor = raw.cursor()
+        try:
+            if not many:
+                cursor.execute(statement.sql, statement.bind(values))
+                return cursor.fetchone() if fetch == "one" else cursor.fetchall() if fetch == "all" else cursor.rowcount
+            cursor.execute("BEGIN")  # one transaction for the batch, autocommit or not
+            try:
+                cursor.executemany(statement.sql, [statement.bind(row) for row in values])
+                count = cursor.rowcount
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(self._error):
+                    cursor.execute("ROLLBACK")
+                raise
+            return count
+        finally:
+            cursor.close()
+
+    def _put_back(self, raw: Any) -> None:
+        if self._closed:
+            raw.invalidate()
+        else:
+            self._idle.append(raw)
+
+    def _close_idle(self) -> None:
+        while self._idle:
+            try:
+                self._idle.pop().invalidate()
+            except IndexError:  # another thread took the last one
+                break
+
+    def close(self) -> None:
+        self._closed = True
+        self._close_idle()
+
+
+def _is_disconnect(engine, exc: BaseException, raw: Any) -> bool:
+    # psycopg's dialect can tell only by looking at the connection (closed or broken).
+    return bool(engine.dialect.is_disconnect(exc, raw.dbapi_connection, None))
 
 
 class ClosedConnections(Connections):
@@ -211,4 +306,6 @@ class ClosedConnections(Connections):
 
 def open_connections(store: StoreEngine) -> Connections:
     """The right strategy for ``store``'s engine."""
-    return SharedSqliteConnection(store) if store.is_sqlite else PooledConnections(store)
+    if store.is_sqlite:
+        return SharedSqliteConnection(store)
+    return HeldServerConnections(store) if store.owns_engine else PooledConnections(store)

@@ -93,23 +93,41 @@ def test_set_many_checks_every_item_before_writing_any(
     assert dump_rows(database) == before
 
 
-def test_set_many_is_one_transaction(tmp_path: Path) -> None:
-    """A row refused by the database half-way through leaves none of the batch behind."""
-    path = tmp_path / "cache.sqlite"
-    with CacheRepository(path) as repo:
-        repo.set("b", "kept", b"before", ttl_seconds=60)
-    refuse = sqlite3.connect(path)
-    refuse.execute(
+# A trigger refusing the signature 'boom', in each engine's dialect.
+REFUSE_BOOM = {
+    "sqlite": [
         "CREATE TRIGGER refuse_boom BEFORE INSERT ON cache_rows WHEN NEW.signature = 'boom' "
         "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    )
-    refuse.close()
-    with CacheRepository(path) as repo:
-        with pytest.raises(StoreError, match=str(path)):
-            repo.set_many("b", [("first", b"1"), ("kept", b"changed"), ("boom", b"x"), ("last", b"2")], ttl_seconds=60)
-        assert repo.get_many("b", ["first", "kept", "boom", "last"]) == {"kept": b"before"}
-        repo.set_many("b", {"after": b"3"}, ttl_seconds=60)  # the connection is usable again
-        assert repo.get("b", "after") == b"3"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_boom() RETURNS trigger AS $$ BEGIN "
+        "IF NEW.signature = 'boom' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON cache_rows FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+    ],
+    "mysql": [
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON cache_rows FOR EACH ROW BEGIN "
+        "IF NEW.signature = 'boom' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused'; END IF; END"
+    ],
+}
+
+
+def test_set_many_is_one_transaction(repo: CacheRepository, database: Engine) -> None:
+    """A row refused by the database half-way through leaves none of the batch behind, and
+    the connection is left clean: later writes commit and other connections see them."""
+    repo.set("b", "kept", b"before", ttl_seconds=60)
+    with database.begin() as connection:
+        for statement in REFUSE_BOOM[database.dialect.name]:
+            connection.exec_driver_sql(statement)
+    # 700 KB rows: PyMySQL splits the batch into several INSERTs (1 MB each at most), so the
+    # first row is sent, and would stay, on its own if the batch were not one transaction.
+    large = bytes(700_000)
+    batch = [("first", large), ("kept", large), ("boom", b"x"), ("last", b"2")]
+    with pytest.raises(StoreError):
+        repo.set_many("b", batch, ttl_seconds=60)
+    assert repo.get_many("b", ["first", "kept", "boom", "last"]) == {"kept": b"before"}
+    repo.set_many("b", {"after": b"3"}, ttl_seconds=60)
+    repo.set("b", "single", b"4", ttl_seconds=60)
+    assert [(row[1], row[2]) for row in dump_rows(database)] == [("after", b"3"), ("kept", b"before"), ("single", b"4")]
 
 
 # -- get_many ---------------------------------------------------------------------------------
