@@ -30,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats (CI)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--only", nargs="+", choices=sorted(SUITES), metavar="SUITE", help="run only these suites")
+    parser.add_argument(
+        "--scale-payload", type=int, default=256, metavar="BYTES", help="payload size in the scale suite"
+    )
     args = parser.parse_args(argv)
-    settings = Settings.for_run(args.quick)
+    settings = Settings.for_run(args.quick, args.scale_payload)
     rows: list[Result | Skipped] = []
     # Big scale files go to the temporary directory and are removed afterwards.
     with tempfile.TemporaryDirectory(prefix="animedex-bench-") as workdir:

@@ -25,16 +25,15 @@ class Settings:
     repeats: int  # rounds per measurement; the median is kept
     ops: int  # single operations per round
     scale_sizes: tuple[int, ...]  # table sizes for the purge/get-at-scale suite
+    scale_payload: int  # payload bytes per row in that suite
     cold_starts: int  # interpreter launches per side
     fixture_tests: int  # tests in the generated pytest run
 
     @classmethod
-    def for_run(cls, quick: bool) -> Settings:
+    def for_run(cls, quick: bool, scale_payload: int = 256) -> Settings:
         if quick:
-            return cls(quick, repeats=3, ops=300, scale_sizes=(1_000, 10_000), cold_starts=3, fixture_tests=50)
-        return cls(
-            quick, repeats=9, ops=10_000, scale_sizes=(10_000, 100_000, 1_000_000), cold_starts=21, fixture_tests=1_000
-        )
+            return cls(quick, 3, 300, (1_000, 10_000), scale_payload, cold_starts=3, fixture_tests=50)
+        return cls(quick, 9, 10_000, (10_000, 100_000, 1_000_000), scale_payload, cold_starts=21, fixture_tests=1_000)
 
 
 @dataclass(frozen=True)

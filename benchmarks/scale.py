@@ -13,12 +13,13 @@ the key space), are expired.
   transaction (the floor: what deleting them costs however they are found).
   The expired rows are put back, untimed, between rounds.
 
-Payloads are 256 bytes: a million 2 KiB rows make a 4.7 GB file that takes
-minutes to build, and ``benchmarks/RESULTS.md`` reports that case separately.
+Payloads are 256 bytes unless ``--scale-payload`` says otherwise: a million
+2 KiB rows make two 4.7 GB files that take minutes to build.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import statistics
@@ -32,9 +33,8 @@ from animedex_store import CacheRepository
 from .measure import Result, Settings, interleaved, per_op_us
 from .seed_baseline import SeedCache
 
-__all__ = ["run", "ROW_PAYLOAD"]
+__all__ = ["run"]
 
-ROW_PAYLOAD = bytes(range(256))
 EXPIRED_EVERY = 100  # 1 % expired
 PURGE_TARGET = 1 / 20  # the issue's bar: at least 20x faster than the seed's query
 GET_FLAT_TARGET = 1.5  # get at any size within 1.5x of the smallest
@@ -45,14 +45,14 @@ _INSERT = (
 _DELETE_BY_KEY = "DELETE FROM cache_rows WHERE backend = ? AND signature = ?"
 
 
-def _rows(size: int, now: int) -> tuple[list[tuple], list[tuple]]:
+def _rows(size: int, now: int, payload: bytes) -> tuple[list[tuple], list[tuple]]:
     """``size`` rows as (live, expired)."""
     live, expired = [], []
     for number in range(size):
         is_expired = number % EXPIRED_EVERY == 0
         expires_at = now - 60 if is_expired else now + 86_400
         (expired if is_expired else live).append(
-            ("anilist", f"query:Media:id={number:08d}", ROW_PAYLOAD, expires_at, b"{}", now)
+            ("anilist", f"query:Media:id={number:08d}", payload, expires_at, b"{}", now)
         )
     return live, expired
 
@@ -74,6 +74,10 @@ def _build(path: Path, opener: type[CacheRepository] | type[SeedCache], rows: li
     opener(path).close()  # our migrations, or the seed's DDL
     with closing(_raw(path)) as connection:
         _load(connection, _INSERT, rows)
+
+
+def _rows_label(size: int, settings: Settings) -> str:
+    return f"{size:,} rows of {settings.scale_payload:,} B"
 
 
 def _get_each(cache: CacheRepository | SeedCache, keys: list[str]) -> None:
@@ -120,12 +124,11 @@ def _against_seed(
         purge = _purges(ours, ours_path, seed, seed_path, expired, max(3, settings.repeats // 3))
     finally:
         seed.close()
-    size, label = (
-        len(live) + len(expired),
-        f"purge_expired ({len(live) + len(expired):,} rows, {len(expired):,} expired)",
-    )
+    label = f"purge_expired ({_rows_label(len(live) + len(expired), settings)}, {len(expired):,} expired)"
     return gets["ours"], [
-        Result(f"get hit at {size:,} rows", gets["ours"], "seed, same rows", gets["seed"]),
+        Result(
+            f"get hit, {_rows_label(len(live) + len(expired), settings)}", gets["ours"], "seed, same rows", gets["seed"]
+        ),
         Result(label, purge["ours"], "seed query on seed schema", purge["seed"], PURGE_TARGET),
         Result(label, purge["ours"], "delete same rows by key", purge["floor"]),
     ]
@@ -137,7 +140,7 @@ def run(settings: Settings, workdir: Path) -> list[Result]:
     get_us: dict[int, float] = {}
     seed_results: list[Result] = []
     for size in settings.scale_sizes:
-        live, expired = _rows(size, now)
+        live, expired = _rows(size, now, os.urandom(settings.scale_payload))
         ours_path = workdir / f"scale-{size}-ours.sqlite"
         _build(ours_path, CacheRepository, live + expired)
         with CacheRepository(ours_path) as ours:
@@ -148,9 +151,9 @@ def run(settings: Settings, workdir: Path) -> list[Result]:
                 get_us[size] = per_op_us(partial(_get_each, ours, keys), settings.ops, settings.repeats)
     flatness = [
         Result(
-            f"get hit at {size:,} rows",
+            f"get hit, {_rows_label(size, settings)}",
             get_us[size],
-            f"get hit at {smallest:,} rows",
+            f"at {smallest:,} rows",
             get_us[smallest],
             GET_FLAT_TARGET,
         )
