@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .engine import StoreEngine
 from .errors import StoreError, UnstorableValueError, is_deadlock, store_error
@@ -217,71 +217,75 @@ class HeldServerConnections(PooledConnections):
 
     def __init__(self, store: StoreEngine) -> None:
         super().__init__(store)
-        self._idle: list[Any] = []  # list.pop/append are atomic: no lock needed
+        self._idle: list[_Held] = []  # list.pop/append are atomic: no lock needed
         self._closed = False
 
     def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
         try:
-            raw, reused = self._idle.pop(), True
+            held, reused = self._idle.pop(), True
         except IndexError:
-            raw, reused = self._fresh(), False
+            held, reused = self._fresh(), False
         try:
-            result = self._run_on(raw, statement, values, many=many, fetch=fetch)
+            result = self._run_on(held.cursor, statement, values, many=many, fetch=fetch)
         except self._error as exc:
-            if not _is_disconnect(self._engine, exc, raw):
-                self._put_back(raw)
+            if not _is_disconnect(self._engine, exc, held.connection):
+                self._put_back(held)
                 raise
-            raw.invalidate()
+            held.connection.invalidate()
             if not reused:
                 raise
             self._close_idle()  # the server dropped them too, most likely
             return self._once(statement, values, many=many, commit=commit, fetch=fetch)
-        self._put_back(raw)
+        self._put_back(held)
         return result
 
-    def _fresh(self) -> Any:
+    def _fresh(self) -> _Held:
         try:
             raw = self._engine.raw_connection()
             self._engine.dialect.set_isolation_level(raw.dbapi_connection, "AUTOCOMMIT")
+            # The cursor is kept too: making one costs psycopg ~5 µs, a tenth of a get.
+            return _Held(raw, raw.cursor())
         except Exception as exc:
             raise store_error(exc, self._target) from exc
-        return raw
 
-    def _run_on(self, raw: Any, statement: Compiled, values: Sequence[Any], *, many: bool, fetch: str | None):
-        cursor = raw.cursor()
+    def _run_on(self, cursor: Any, statement: Compiled, values: Sequence[Any], *, many: bool, fetch: str | None):
+        if not many:
+            cursor.execute(statement.sql, statement.bind(values))
+            return cursor.fetchone() if fetch == "one" else cursor.fetchall() if fetch == "all" else cursor.rowcount
+        cursor.execute("BEGIN")  # one transaction for the batch, autocommit or not
         try:
-            if not many:
-                cursor.execute(statement.sql, statement.bind(values))
-                return cursor.fetchone() if fetch == "one" else cursor.fetchall() if fetch == "all" else cursor.rowcount
-            cursor.execute("BEGIN")  # one transaction for the batch, autocommit or not
-            try:
-                cursor.executemany(statement.sql, [statement.bind(row) for row in values])
-                count = cursor.rowcount
-                cursor.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(self._error):
-                    cursor.execute("ROLLBACK")
-                raise
-            return count
-        finally:
-            cursor.close()
+            cursor.executemany(statement.sql, [statement.bind(row) for row in values])
+            count = cursor.rowcount
+            cursor.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(self._error):
+                cursor.execute("ROLLBACK")
+            raise
+        return count
 
-    def _put_back(self, raw: Any) -> None:
+    def _put_back(self, held: _Held) -> None:
         if self._closed:
-            raw.invalidate()
+            held.connection.invalidate()
         else:
-            self._idle.append(raw)
+            self._idle.append(held)
 
     def _close_idle(self) -> None:
         while self._idle:
             try:
-                self._idle.pop().invalidate()
+                self._idle.pop().connection.invalidate()
             except IndexError:  # another thread took the last one
                 break
 
     def close(self) -> None:
         self._closed = True
         self._close_idle()
+
+
+class _Held(NamedTuple):
+    """A pooled connection (in autocommit) and its cursor, kept between calls."""
+
+    connection: Any
+    cursor: Any
 
 
 def _is_disconnect(engine, exc: BaseException, raw: Any) -> bool:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Settings", "Result", "Skipped", "per_op_us", "interleaved", "median_of"]
+__all__ = ["Settings", "Result", "Skipped", "per_op_us", "interleaved", "alternating_ops", "median_of"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,27 @@ def interleaved(
         for name, run in runs.items():
             rounds[name].append(_timed_round(run))
     return {name: statistics.median(times) / ops for name, times in rounds.items()}
+
+
+def alternating_ops(calls: dict[str, Callable[[str], object]], keys: list[str], repeats: int) -> dict[str, float]:
+    """Median µs of single operations, the callers taking turns op by op.
+
+    For round trips to a server: their latency swings with how the scheduler
+    treats a process that sleeps on a socket, which changes from one
+    millisecond to the next; alternating every operation exposes both sides to
+    the same conditions. Each call gets every key, ``repeats`` times.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        call(keys[0])  # warm up: connections, prepared statements
+    clock = time.perf_counter_ns
+    for _ in range(repeats):
+        for key in keys:
+            for name, call in calls.items():
+                start = clock()
+                call(key)
+                samples[name].append((clock() - start) / 1000)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def median_of(samples: list[float]) -> float:

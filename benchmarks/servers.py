@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -21,7 +20,7 @@ from animedex_store.errors import ConnectionFailedError
 from animedex_store.sandbox import sandbox
 
 from .hot_path import BACKEND, KEYS, PAYLOAD
-from .measure import Result, Settings, Skipped, interleaved
+from .measure import Result, Settings, Skipped, alternating_ops, interleaved
 
 __all__ = ["run", "SERVER_URLS"]
 
@@ -51,14 +50,6 @@ def _raw_connection(url: str):
     return connection
 
 
-def _loop(call: Callable[[str], object], keys: list[str]) -> Callable[[], None]:
-    def run() -> None:
-        for key in keys:
-            call(key)
-
-    return run
-
-
 def _one_server(name: str, url: str, settings: Settings) -> list[Result]:
     repository = CacheRepository(url)
     raw = _raw_connection(url)
@@ -76,23 +67,17 @@ def _one_server(name: str, url: str, settings: Settings) -> list[Result]:
             cursor.execute(sql.upsert.sql, sql.upsert.bind((BACKEND, key, PAYLOAD, at + TTL, b"{}", at)))
 
         # A round trip per call (and a commit per set) makes server calls slow: fewer of them per round.
-        ops = max(1, settings.ops // 20)
-        keys = [KEYS[i % len(KEYS)] for i in range(ops)]
+        keys = [KEYS[i % len(KEYS)] for i in range(max(1, settings.ops // 20))]
         items = dict.fromkeys(KEYS, PAYLOAD)
         repository.set_many(BACKEND, items, ttl_seconds=TTL)
         if repository.get(BACKEND, KEYS[0]) is None or raw_get(KEYS[0]) is None:
             raise RuntimeError(f"{name}: the rows just written are not readable")
-        gets = interleaved(
-            {"ours": _loop(lambda key: repository.get(BACKEND, key), keys), "raw": _loop(raw_get, keys)},
-            ops,
-            settings.repeats,
+        gets = alternating_ops(
+            {"ours": lambda key: repository.get(BACKEND, key), "raw": raw_get}, keys, settings.repeats
         )
-        sets = interleaved(
-            {
-                "ours": _loop(lambda key: repository.set(BACKEND, key, PAYLOAD, ttl_seconds=TTL), keys),
-                "raw": _loop(raw_set, keys),
-            },
-            ops,
+        sets = alternating_ops(
+            {"ours": lambda key: repository.set(BACKEND, key, PAYLOAD, ttl_seconds=TTL), "raw": raw_set},
+            keys,
             settings.repeats,
         )
         batches = interleaved(
