@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,19 +18,6 @@ from animedex_store.testing import FROZEN_AT, FrozenClock
 
 MakeRepository = Callable[..., CacheRepository]
 LONG_KEY = "k" * (KEY_MAX_LENGTH + 1)
-
-
-@pytest.fixture
-def repo(make_repository: MakeRepository) -> CacheRepository:
-    return make_repository()
-
-
-@pytest.fixture
-def database(engine_url: str, repo: CacheRepository) -> Iterator[Engine]:
-    """A plain engine on the repository's database, to look at rows directly."""
-    engine = plain_engine(engine_url)
-    yield engine
-    engine.dispose()
 
 
 # -- set_many ---------------------------------------------------------------------------------
