@@ -16,7 +16,6 @@ from animedex_store import CacheRepository, StoreError, repository
 from animedex_store.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
-MakeRepository = Callable[..., CacheRepository]
 LONG_KEY = "k" * (KEY_MAX_LENGTH + 1)
 
 
