@@ -90,9 +90,16 @@ def resolve_target(target: str | os.PathLike[str] | URL | Engine | None) -> Path
 
 
 def open_engine(
-    target: str | os.PathLike[str] | URL | Engine | None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    target: str | os.PathLike[str] | URL | Engine | None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    create: bool = True,
 ) -> StoreEngine:
-    """Resolve ``target`` (see :func:`resolve_target`) and configure its engine."""
+    """Resolve ``target`` (see :func:`resolve_target`) and configure its engine.
+
+    A SQLite file that does not exist is created (0600, directories 0700), or
+    with ``create=False`` raises :class:`FileNotFoundError`, creating nothing.
+    """
     target = resolve_target(target)
     if isinstance(target, Engine):
         if target.dialect.name == "sqlite":
@@ -101,6 +108,8 @@ def open_engine(
         path = Path(database) if database and database != ":memory:" else None
         return StoreEngine(target, str(path) if path else mask_url(target.url), path, owns_engine=False)
     if isinstance(target, Path):
+        if not create and not target.exists():
+            raise FileNotFoundError(errno.ENOENT, "no such SQLite file", str(target))
         return _file_engine(target, timeout)
     if target.get_backend_name() == "sqlite":
         return _memory_engine(timeout)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 
 from .connections import ClosedConnections, Connections, open_connections
 from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine, enable_wal, open_engine
-from .errors import store_error
+from .errors import SchemaBehindError, store_error
 from .eviction import SizeCap, check_max_bytes
 from .results import BackendStats, CachedResponse, CacheStats
 from .schema import ensure_schema
@@ -97,7 +97,14 @@ class CacheRepository:
         cap = check_max_bytes(max_bytes)
         self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
-        self._store: StoreEngine = open_engine(target, timeout=timeout)
+        try:
+            self._store: StoreEngine = open_engine(target, timeout=timeout, create=migrate)
+        except FileNotFoundError as exc:
+            raise SchemaBehindError(
+                f"{exc.filename} does not exist; open it with migrate=True or run "
+                "`animedex-store upgrade --url ...` to create it (nothing was created)",
+                target=exc.filename,
+            ) from None
         self.target = self._store.target
         try:
             if ensure_schema(self._store.engine, self.target, migrate=migrate):

@@ -204,6 +204,18 @@ def test_a_refused_file_is_left_untouched(tmp_path: Path, make, migrate: bool, e
     assert fingerprint(path) == before
 
 
+def test_a_missing_file_with_migrate_false_is_not_created(tmp_path: Path) -> None:
+    """Nothing to refuse, and nothing may be created: no file, no directory."""
+    path = tmp_path / "new" / "cache.sqlite"
+
+    with pytest.raises(SchemaBehindError, match="does not exist") as raised:
+        CacheRepository(path, migrate=False)
+
+    assert raised.value.target == str(path)
+    assert str(path) in str(raised.value) and "migrate=True" in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_migration_failing_in_a_revision_rolls_back(tmp_path: Path) -> None:
     """The seed's half-migrated file plus a trigger that refuses 0002's schema_version write:
     the stamp, ``CREATE TABLE`` and both ``ALTER``s before it are undone."""
