@@ -28,7 +28,8 @@ from animedex_store.models import Base
 from animedex_store.paths import default_cache_path
 
 config = context.config
-# Commands that may write: only these adopt a seed file (stamp it) for real.
+# Commands that may write: only these lock for writing and adopt a seed file (stamp it) for
+# real, and only upgrade creates a missing file. The others must not create or write anything.
 WRITING_COMMANDS = {"upgrade", "downgrade", "stamp"}
 
 
@@ -80,9 +81,17 @@ def _configure(**kwargs) -> None:
     )
 
 
-def _command_name() -> str:
+def _command_name() -> str | None:
+    """The ``alembic`` command being run, or ``None`` when Alembic is driven from code.
+
+    Code gets no command line, so a programmatic ``command.current(cfg)`` and
+    ``command.upgrade(cfg)`` look alike here. ``None`` counts as read-only: guessing
+    "upgrade" would let a read-only call create a missing file or stamp a seed file.
+    Code that migrates passes its connection (``schema.alembic_config(connection)``),
+    as ``schema.ensure_schema`` does, and never reaches this.
+    """
     command = getattr(config.cmd_opts, "cmd", None)
-    return command[0].__name__ if command else "upgrade"
+    return command[0].__name__ if command else None
 
 
 def run_migrations_offline() -> None:
@@ -98,14 +107,23 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    store = open_engine(cli_target())
-    writes = _command_name() in WRITING_COMMANDS
+    command = _command_name()
+    writes = command in WRITING_COMMANDS
     try:
-        with store.engine.connect() as connection, schema.schema_lock(connection, store.target):
-            schema.adopt_legacy(connection, store.target, dry_run=not writes)
-            _configure(connection=connection)
-            with context.begin_transaction():
-                context.run_migrations()
+        store = open_engine(cli_target(), create=command == "upgrade")
+    except FileNotFoundError as exc:
+        message = f"{exc.filename} does not exist (nothing was created); `alembic upgrade head` creates it"
+        raise CommandError(message) from None
+    except StoreError as exc:  # a file or directory that cannot be created
+        raise CommandError(str(exc)) from exc
+    try:
+        with store.engine.connect() as connection:
+            # Read-only commands take no lock: SQLite's BEGIN IMMEDIATE writes page 1 of an empty file.
+            with schema.schema_lock(connection, store.target) if writes else connection.begin():
+                schema.adopt_legacy(connection, store.target, dry_run=not writes)
+                _configure(connection=connection)
+                with context.begin_transaction():
+                    context.run_migrations()
         if writes:
             enable_wal(store)
     except (StoreError, DBAPIError) as exc:

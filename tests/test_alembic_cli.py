@@ -14,7 +14,8 @@ from alembic_runner import REPO_ROOT, revisions, run_alembic
 from dbfiles import fingerprint, reading, rows, schema
 from legacy import SeedState, write_foreign_database, write_seed_file
 
-from animedex_store.schema import HEAD_REVISION
+from animedex_store.engine import URL_ENV_VAR
+from animedex_store.schema import HEAD_REVISION, alembic_config
 
 
 def url(path: Path) -> str:
@@ -120,6 +121,45 @@ def test_read_only_commands_do_not_stamp_a_seed_file(tmp_path: Path) -> None:
     before = fingerprint(path)
 
     assert run_alembic("-x", f"url={url(path)}", "current", home=tmp_path).stdout.strip() == ""
+
+    assert fingerprint(path) == before
+
+
+@pytest.mark.parametrize("command", ["current", "check"])
+def test_read_only_commands_do_not_create_a_missing_file(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "new" / "cache.sqlite"
+
+    failed = run_alembic("-x", f"url={url(path)}", command, home=tmp_path / "home", expect_ok=False)
+
+    assert failed.returncode != 0
+    assert f"FAILED: {path} does not exist (nothing was created)" in failed.stdout + failed.stderr
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize("command", ["current", "check"])
+def test_read_only_commands_do_not_write_an_empty_file(tmp_path: Path, command: str) -> None:
+    """SQLite writes page 1 of an empty file when a write transaction (BEGIN IMMEDIATE) ends."""
+    path = tmp_path / "cache.sqlite"
+    path.touch()
+    before = fingerprint(path)
+
+    run_alembic("-x", f"url={url(path)}", command, home=tmp_path, expect_ok=False)
+
+    assert path.stat().st_size == 0 and fingerprint(path) == before
+
+
+def test_programmatic_current_without_a_connection_does_not_stamp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Called from code there is no command line to name the command: it counts as read-only."""
+    from alembic import command
+
+    path = tmp_path / "cache.sqlite"
+    write_seed_file(path, SeedState.V1, rows=5)
+    before = fingerprint(path)
+    monkeypatch.setenv(URL_ENV_VAR, url(path))
+
+    command.current(alembic_config())
 
     assert fingerprint(path) == before
 
