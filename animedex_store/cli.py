@@ -26,7 +26,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .checks import run_selftest
 from .engine import URL_ENV_VAR, resolve_target
-from .errors import StoreError
+from .errors import StoreError, driver_message
 from .inspection import describe_store
 from .repository import CacheRepository
 from .results import BackendStats, CacheStats
@@ -63,7 +63,7 @@ def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         try:
             resolve_target(value)
         except (ArgumentError, ValueError) as exc:
-            raise click.BadParameter(_one_line(exc)) from exc
+            raise click.BadParameter(_one_line(driver_message(exc))) from exc
     return value
 
 
@@ -106,7 +106,7 @@ def _report(produce: Callable[[], Report], render: Render, as_json: bool) -> Non
         raise click.ClickException(_one_line(exc)) from exc
     except (ImportError, ArgumentError) as exc:
         # A URL naming a driver or dialect that is not installed.
-        raise click.ClickException(f"cannot load the database driver: {_one_line(exc)}") from exc
+        raise click.ClickException(f"cannot load the database driver: {_one_line(driver_message(exc))}") from exc
     output = json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report)
     # Bytes (a payload) go out as they are, without a newline added.
     click.echo(output, nl=not isinstance(output, bytes))

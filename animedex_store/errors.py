@@ -6,6 +6,8 @@ the SQLite file, or the database URL with its password masked.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import SQLAlchemyError
+
 __all__ = [
     "StoreError",
     "NotADatabaseError",
@@ -20,6 +22,7 @@ __all__ = [
     "SchemaBehindError",
     "MigrationError",
     "is_deadlock",
+    "driver_message",
     "store_error",
 ]
 
@@ -102,42 +105,60 @@ def _mysql_code(original: BaseException) -> int | None:
     return original.args[0] if isinstance(original.args[0], int) else None
 
 
+def _original(exc: BaseException) -> BaseException:
+    """The driver's exception that SQLAlchemy wrapped, else ``exc`` itself."""
+    return getattr(exc, "orig", None) or exc
+
+
+def driver_message(exc: BaseException) -> str:
+    """What went wrong in the driver's own words, for a user-facing message.
+
+    SQLAlchemy's text of the same error adds the statement, its parameters
+    (users' payloads) and a link to its documentation.
+    """
+    original = _original(exc)
+    if isinstance(original, SQLAlchemyError) and len(original.args) == 1:
+        return str(original.args[0])  # its str() appends the documentation link
+    return str(original)
+
+
 def is_deadlock(exc: BaseException) -> bool:
     """The server picked this transaction as a deadlock victim and rolled it back: safe to run again."""
-    original = getattr(exc, "orig", None) or exc
+    original = _original(exc)
     return getattr(original, "sqlstate", None) in _DEADLOCK_SQLSTATES or _mysql_code(original) in _DEADLOCK_MYSQL_CODES
 
 
 def store_error(exc: BaseException, target: str) -> StoreError:
     """Translate a driver or SQLAlchemy error into a :class:`StoreError` naming ``target``.
 
-    Only the driver's own message is kept: SQLAlchemy's would also quote the
-    statement's parameters, which are users' payloads.
+    Only the driver's own message is kept (:func:`driver_message`): SQLAlchemy's
+    would also quote the statement's parameters, which are users' payloads.
     """
     if isinstance(exc, StoreError):
         return exc
-    original = getattr(exc, "orig", None) or exc
+    original = _original(exc)
+    message = driver_message(exc)
     code = getattr(original, "sqlite_errorcode", None)
     if code is not None:
         error_class, template = _SQLITE_ERRORS.get(code & 0xFF, (StoreError, "database error on {target}"))
-        return error_class(f"{template.format(target=target)} ({original})", target=target)
+        return error_class(f"{template.format(target=target)} ({message})", target=target)
     # DB-API classes by name, subclasses included (psycopg raises AdminShutdown, an
     # OperationalError, when a server stops): the drivers are optional imports.
     kinds = {cls.__name__ for cls in type(original).__mro__}
     if "DataError" in kinds:
         # This value cannot be stored here (psycopg refuses NUL in text before
         # sending anything), so it is the caller's ValueError too.
-        return UnstorableValueError(f"{target} cannot store this value: {original}", target=target)
+        return UnstorableValueError(f"{target} cannot store this value: {message}", target=target)
     if is_deadlock(original):
         return DatabaseLockedError(
             f"{target}: this call kept deadlocking with other writers and was rolled back each time "
-            f"(nothing was written); try again ({original})",
+            f"(nothing was written); try again ({message})",
             target=target,
         )
     if getattr(original, "sqlstate", None) in _LOCK_TIMEOUT_SQLSTATES or _mysql_code(original) in (
         _LOCK_TIMEOUT_MYSQL_CODES
     ):
-        return DatabaseLockedError(f"{target}: timed out waiting for another writer's lock ({original})", target=target)
+        return DatabaseLockedError(f"{target}: timed out waiting for another writer's lock ({message})", target=target)
     if getattr(exc, "connection_invalidated", False) or "OperationalError" in kinds:
-        return ConnectionFailedError(f"database error on {target}: {original}", target=target)
-    return StoreError(f"database error on {target}: {original}", target=target)
+        return ConnectionFailedError(f"database error on {target}: {message}", target=target)
+    return StoreError(f"database error on {target}: {message}", target=target)

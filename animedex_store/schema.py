@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from .errors import MigrationError, SchemaBehindError, SchemaTooNewError, StoreError, UnknownSchemaError
+from .errors import (
+    MigrationError,
+    SchemaBehindError,
+    SchemaTooNewError,
+    StoreError,
+    UnknownSchemaError,
+    driver_message,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -128,7 +135,7 @@ def ensure_schema(engine: Engine, target: str, *, migrate: bool = True) -> bool:
                 if connection.dialect.name in ("mysql", "mariadb")
                 else "was rolled back"
             )
-            message = f"migrating {target} to {HEAD_REVISION} failed and {outcome}: {exc}"
+            message = f"migrating {target} to {HEAD_REVISION} failed and {outcome}: {driver_message(exc)}"
             raise MigrationError(message, target=target) from exc
     return True
 

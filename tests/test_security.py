@@ -13,6 +13,7 @@ import ast
 import contextlib
 import logging
 import os
+import sqlite3
 import stat
 import traceback
 from collections.abc import Callable, Iterator
@@ -23,10 +24,12 @@ from alembic_runner import run_alembic
 from click.testing import CliRunner
 from dbfiles import rows
 from reliability import LONG_TTL
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from animedex_store import CacheRepository
 from animedex_store.cli import cli
-from animedex_store.errors import StoreError
+from animedex_store.errors import StoreError, store_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s3cr3t-Pa55word"
@@ -190,6 +193,21 @@ def test_alembic_cli_output_never_shows_a_password(tmp_path: Path) -> None:
         assert result.returncode != 0
         assert "***" in result.stdout + result.stderr
         assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (IntegrityError("INSERT INTO cache_rows ...", ("b", SECRET), sqlite3.IntegrityError("refused")), "refused"),
+        (PoolTimeoutError("QueuePool limit of size 5 overflow 10 reached", code="3o7r"), "QueuePool limit"),
+    ],
+    ids=["wrapped-driver-error", "sqlalchemy-error"],
+)
+def test_error_messages_keep_only_the_drivers_words(error: Exception, words: str) -> None:
+    """SQLAlchemy's own text would quote the statement, its parameters (payloads) and a docs link."""
+    message = str(store_error(error, "cache.sqlite"))
+    assert words in message
+    assert SECRET not in message and "[SQL" not in message and "sqlalche.me" not in message
 
 
 # -- redact_headers ------------------------------------------------------------------
