@@ -44,7 +44,12 @@ Render = Callable[[Report], "str | bytes"]
 @click.group(name="animedex-store", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="animedex-store")
 def cli() -> None:
-    """Inspect and maintain animedex's response cache (SQLite file, PostgreSQL or MariaDB/MySQL)."""
+    """Inspect and maintain animedex's response cache (SQLite file, PostgreSQL or MariaDB/MySQL).
+
+    Commands work on animedex's cache file in your user cache directory
+    unless --url or $ANIMEDEX_STORE_URL names another database. Run
+    `animedex-store COMMAND --help` for what each one does and touches.
+    """
 
 
 def main() -> None:
@@ -83,7 +88,7 @@ def store_command(render: Render) -> Callable[[Callable[..., Report]], click.Com
             metavar="URL|PATH",
             callback=_check_url,
             help="Database URL (postgresql+psycopg://..., mysql+pymysql://..., sqlite:///...) or SQLite "
-            "file path. Default: the default cache file.",
+            "file path. Default: animedex's cache file in your user cache directory.",
         )
         @_json_option
         @functools.wraps(function)
@@ -149,19 +154,19 @@ def _render_info(report: Report) -> str:
     return "\n".join(
         [
             *lines,
-            f"rows:          {report['rows']}",
-            f"expired rows:  {report['expired_rows']}",
-            f"payload bytes: {report['payload_bytes']}",
+            f"rows:          {report['rows']:,} ({report['expired_rows']:,} expired)",
+            f"payload:       {human_size(report['payload_bytes'])}",
         ]
     )
 
 
 @store_command(_render_info)
 def info(url: str | None) -> Report:
-    """Show where the cache is, its schema revision, rows, expired rows and payload bytes.
+    """Show where the cache is, its schema state and its size.
 
-    Read-only: never creates, migrates or writes. A missing file is reported
-    as missing; a database behind this package reports its revision.
+    Prints the file or URL, the schema revision and what opening it would do,
+    the rows, expired rows and payload size. Read-only: never creates,
+    migrates or writes. A missing file is reported as missing.
     """
     return describe_store(url).as_dict()
 

@@ -87,6 +87,13 @@ def test_group_help_lists_every_command(runner: CliRunner) -> None:
         assert f"  {command} " in result.stdout
 
 
+def test_group_help_shows_every_summary_whole_on_80_columns(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--help"], terminal_width=80)
+    listed = result.stdout.split("Commands:\n")[1].splitlines()
+    assert len(listed) == len(cli.commands)
+    assert not [line for line in listed if line.endswith("...")]
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_each_command_has_help_with_url_and_json(runner: CliRunner, command: str) -> None:
     result = invoke(runner, command, "--help")
@@ -194,8 +201,16 @@ def test_info_counts_rows_expired_rows_and_payload_bytes(runner: CliRunner, tmp_
     assert report["state"] == "current" and report["revision"] == report["head"] == HEAD_REVISION
     assert (report["rows"], report["expired_rows"], report["payload_bytes"]) == (5, 2, 15)
     text = invoke(runner, "info", "--url", str(path)).stdout
-    for line in (f"cache:         {path}", "rows:          5", "expired rows:  2", "payload bytes: 15"):
+    for line in (f"cache:         {path}", "rows:          5 (2 expired)", "payload:       15 B"):
         assert line in text
+
+
+def test_info_shows_sizes_for_people(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    with CacheRepository(path) as repository:
+        for index in range(3):
+            repository.set("anilist", f"media:{index}", b"x" * 512 * 1024, ttl_seconds=CENTURY)
+    assert "payload:       1.5 MiB" in invoke(runner, "info", "--url", str(path)).stdout
 
 
 def test_info_on_a_seed_file_reports_it_without_adopting_it(runner: CliRunner, tmp_path: Path) -> None:
