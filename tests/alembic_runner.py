@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sourcefiles import REPO_ROOT
+
 from animedex_store.engine import URL_ENV_VAR, open_engine
 from animedex_store.schema import alembic_config
 
 __all__ = ["REPO_ROOT", "ALEMBIC", "run_alembic", "migrate_file", "revisions"]
 
-#: The checkout: ``alembic.ini`` and the top-level ``alembic/`` live here.
-REPO_ROOT = Path(__file__).resolve().parent.parent
 #: The ``alembic`` executable installed beside this interpreter.
 ALEMBIC = Path(sys.executable).with_name("alembic")
 CLI_TIMEOUT_SECONDS = 60

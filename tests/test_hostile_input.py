@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 from reliability import LONG_TTL
+from sourcefiles import package_sources
 
 from animedex_store import CacheRepository
 from animedex_store.models import KEY_MAX_LENGTH
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 HOSTILE_KEYS = [
     "it's",
@@ -171,7 +170,6 @@ ALLOWED_INTERPOLATIONS = {
     ("animedex_store/schema.py", "name"): "a constant SQL expression defined beside it",
     ("animedex_store/sandbox.py", "quoted"): "a name sandbox() generates, quoted by the dialect",
 }
-SOURCES = sorted([*REPO_ROOT.joinpath("animedex_store").rglob("*.py"), *REPO_ROOT.joinpath("alembic").rglob("*.py")])
 
 
 def _is_constant(node: ast.expr) -> bool:
@@ -207,13 +205,12 @@ def _string_built_sql(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def test_no_sql_is_built_from_strings() -> None:
-    assert len(SOURCES) > 10
-    offending = []
-    for source in SOURCES:
-        relative = source.relative_to(REPO_ROOT).as_posix()
-        for line, piece in _string_built_sql(ast.parse(source.read_text(encoding="utf-8"))):
-            if (relative, piece) not in ALLOWED_INTERPOLATIONS:
-                offending.append(f"{relative}:{line}: {piece}")
+    offending = [
+        f"{path}:{line}: {piece}"
+        for path, tree in package_sources()
+        for line, piece in _string_built_sql(tree)
+        if (path, piece) not in ALLOWED_INTERPOLATIONS
+    ]
     assert offending == [], "SQL built from strings (use SQLAlchemy constructs or bound parameters)"
 
 
