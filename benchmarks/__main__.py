@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--json] [--only SUITE ...]``: run the suites, print one table.
+"""``python -m benchmarks [--quick] [--json] [--runs N] [--only SUITE ...]``: run the suites, print one table.
 
 Nothing here asserts anything about time: ``--quick`` is the CI smoke run
 (small sizes, few repeats) and a missed target is reported, never raised.
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import batch, hot_path, scale, servers, startup
-from .measure import Result, Settings, Skipped
+from .measure import Result, Settings, Skipped, merge_runs
 from .report import as_json, environment, markdown_table
 
 SUITES = {
@@ -25,6 +25,19 @@ SUITES = {
 }
 
 
+def _run_suites(suites: list[str], settings: Settings, number: int) -> list[Result | Skipped]:
+    rows: list[Result | Skipped] = []
+    # Big scale files go to the temporary directory and are removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="animedex-bench-") as workdir:
+        for name in suites:
+            started = time.perf_counter()
+            suite_dir = Path(workdir) / name
+            suite_dir.mkdir()
+            rows += SUITES[name](settings, suite_dir)
+            print(f"benchmarks: run {number}: {name} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats (CI)")
@@ -33,23 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale-payload", type=int, default=256, metavar="BYTES", help="payload size in the scale suite"
     )
+    parser.add_argument("--runs", type=int, default=1, metavar="N", help="run everything N times; report medians")
     args = parser.parse_args(argv)
     settings = Settings.for_run(args.quick, args.scale_payload)
-    rows: list[Result | Skipped] = []
-    # Big scale files go to the temporary directory and are removed afterwards.
-    with tempfile.TemporaryDirectory(prefix="animedex-bench-") as workdir:
-        for name, run in SUITES.items():
-            if args.only and name not in args.only:
-                continue
-            started = time.perf_counter()
-            suite_dir = Path(workdir) / name
-            suite_dir.mkdir()
-            rows += run(settings, suite_dir)
-            print(f"benchmarks: {name} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    suites = [name for name in SUITES if not args.only or name in args.only]
+    rows = merge_runs([_run_suites(suites, settings, number) for number in range(1, args.runs + 1)])
     if args.json:
-        print(as_json(settings, rows))
+        print(as_json(settings, args.runs, rows))
     else:
-        for key, value in environment(settings).items():
+        for key, value in environment(settings, args.runs).items():
             print(f"- {key}: {value}")
         print()
         print(markdown_table(rows))

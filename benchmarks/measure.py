@@ -12,9 +12,9 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["Settings", "Result", "Skipped", "per_op_us", "interleaved", "alternating_ops", "median_of"]
+__all__ = ["Settings", "Result", "Skipped", "per_op_us", "interleaved", "alternating_ops", "median_of", "merge_runs"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Result:
     baseline: str
     baseline_us: float
     target: float | None = None  # the ratio ours/baseline must not exceed; None: for information
+    run_ratios: tuple[float, ...] = ()  # each run's ratio, when several runs were merged
 
     @property
     def ratio(self) -> float:
@@ -119,3 +120,25 @@ def alternating_ops(calls: dict[str, Callable[[str], object]], keys: list[str], 
 def median_of(samples: list[float]) -> float:
     """The median of ``samples`` (one helper so every suite summarises alike)."""
     return statistics.median(samples)
+
+
+def merge_runs(runs: list[list[Result | Skipped]]) -> list[Result | Skipped]:
+    """One row per comparison over several runs: median µs of each side, every run's ratio kept."""
+    if len(runs) == 1:
+        return runs[0]
+    merged: list[Result | Skipped] = []
+    for position, first in enumerate(runs[0]):
+        same = [run[position] for run in runs]
+        results = [row for row in same if isinstance(row, Result)]
+        if len(results) < len(same):
+            merged.append(next(row for row in same if isinstance(row, Skipped)))
+            continue
+        merged.append(
+            replace(
+                first,
+                ours_us=statistics.median(row.ours_us for row in results),
+                baseline_us=statistics.median(row.baseline_us for row in results),
+                run_ratios=tuple(row.ratio for row in results),
+            )
+        )
+    return merged

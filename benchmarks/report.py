@@ -15,7 +15,7 @@ from .measure import Result, Settings, Skipped
 __all__ = ["environment", "markdown_table", "as_json"]
 
 
-def environment(settings: Settings) -> dict[str, object]:
+def environment(settings: Settings, runs: int) -> dict[str, object]:
     """What the numbers depend on: machine, versions, mode and date."""
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -25,6 +25,7 @@ def environment(settings: Settings) -> dict[str, object]:
         "sqlalchemy": sqlalchemy.__version__,
         "mode": "quick" if settings.quick else "full",
         "repeats": settings.repeats,
+        "runs": runs,
     }
 
 
@@ -50,23 +51,28 @@ def _verdict(row: Result) -> str:
 
 
 def markdown_table(rows: list[Result | Skipped]) -> str:
-    """One row per comparison: medians in µs per operation, ratio = ours / baseline."""
+    """One row per comparison: medians in µs per operation, ratio = ours / baseline
+    (and each run's ratio when several runs were merged)."""
+    runs = any(isinstance(row, Result) and row.run_ratios for row in rows)
     lines = [
-        "| operation | ours µs/op | baseline | baseline µs/op | ratio | target |",
-        "|---|---:|---|---:|---:|---|",
+        "| operation | ours µs/op | baseline | baseline µs/op | ratio |"
+        + (" each run |" if runs else "")
+        + " target |",
+        "|---|---:|---|---:|---:|" + ("---|" if runs else "") + "---|",
     ]
     for row in rows:
         if isinstance(row, Skipped):
-            lines.append(f"| {row.operation} | – | skipped: {row.reason} | – | – | – |")
-        else:
-            lines.append(
-                f"| {row.operation} | {_number(row.ours_us)} | {row.baseline} | {_number(row.baseline_us)} "
-                f"| {row.ratio:.2f} | {_verdict(row)} |"
-            )
+            lines.append(f"| {row.operation} | – | skipped: {row.reason} | – | – |" + (" – |" if runs else "") + " – |")
+            continue
+        each = f" {' '.join(f'{ratio:.2f}' for ratio in row.run_ratios)} |" if runs else ""
+        lines.append(
+            f"| {row.operation} | {_number(row.ours_us)} | {row.baseline} | {_number(row.baseline_us)} "
+            f"| {row.ratio:.2f} |{each} {_verdict(row)} |"
+        )
     return "\n".join(lines)
 
 
-def as_json(settings: Settings, rows: list[Result | Skipped]) -> str:
+def as_json(settings: Settings, runs: int, rows: list[Result | Skipped]) -> str:
     """Every row with its numbers, plus the environment, for machines."""
     encoded = []
     for row in rows:
@@ -80,8 +86,9 @@ def as_json(settings: Settings, rows: list[Result | Skipped]) -> str:
                     "baseline": row.baseline,
                     "baseline_us": row.baseline_us,
                     "ratio": row.ratio,
+                    "run_ratios": list(row.run_ratios),
                     "target_ratio": row.target,
                     "met": row.met,
                 }
             )
-    return json.dumps({"environment": environment(settings), "results": encoded}, indent=2, ensure_ascii=False)
+    return json.dumps({"environment": environment(settings, runs), "results": encoded}, indent=2, ensure_ascii=False)

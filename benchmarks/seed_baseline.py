@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["SeedCache", "SEED_SCHEMA", "SEED_PURGE_SQL"]
+__all__ = [
+    "SeedCache",
+    "SEED_SCHEMA",
+    "SEED_SCHEMA_V1",
+    "SEED_CACHE_META_SCHEMA",
+    "SEED_ALTERS",
+    "SEED_PURGE_SQL",
+]
 
 _utcnow = lambda: datetime.now(timezone.utc)  # noqa: E731 - the seed's clock indirection
 
@@ -38,6 +45,11 @@ value TEXT NOT NULL
 );
 """
 SEED_SCHEMA = (SEED_SCHEMA_V1, SEED_CACHE_META_SCHEMA)
+# The seed's v1 -> v2 migration, run by _migrate_schema_locked.
+SEED_ALTERS = (
+    "ALTER TABLE cache_rows ADD COLUMN response_headers BLOB",
+    "ALTER TABLE cache_rows ADD COLUMN fetched_at INTEGER",
+)
 SEED_PURGE_SQL = "DELETE FROM cache_rows WHERE expires_at <= ?"
 _UPSERT_SQL = (
     "INSERT OR REPLACE INTO cache_rows "
@@ -68,10 +80,7 @@ class SeedCache:
         row = self._conn.execute("SELECT value FROM cache_meta WHERE key = 'schema_version'").fetchone()
         current = 1 if row is None else int(row[0])
         if current < 2:
-            for statement in (
-                "ALTER TABLE cache_rows ADD COLUMN response_headers BLOB",
-                "ALTER TABLE cache_rows ADD COLUMN fetched_at INTEGER",
-            ):
+            for statement in SEED_ALTERS:
                 try:
                     self._conn.execute(statement)
                 except sqlite3.OperationalError:
