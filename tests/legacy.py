@@ -1,9 +1,11 @@
 """Cache files exactly as animedex's raw-``sqlite3`` cache (the seed) left them.
 
 ``write_seed_file(path, state)`` builds one of the states the seed's code could
-leave on disk, with the seed's own DDL (copied verbatim below), its pragmas
-(WAL, ``synchronous=NORMAL``) and its ``INSERT OR REPLACE``, and returns the
-rows it stored so a test can check every one of them after adoption.
+leave on disk, with the seed's own DDL and migration (from
+:mod:`benchmarks.seed_baseline`, the seed's code kept as the benchmarks'
+baseline), its pragmas (WAL, ``synchronous=NORMAL``) and its ``INSERT OR
+REPLACE``, and returns the rows it stored so a test can check every one of
+them after adoption.
 
 Half of the rows are written while the file is still v1 (their v2 columns read
 ``NULL``), the rest after the state's schema steps, filling whatever columns
@@ -21,11 +23,10 @@ from pathlib import Path
 
 from animedex_store.repository import epoch_seconds
 from animedex_store.testing import FROZEN_AT
+from benchmarks.seed_baseline import SEED_ALTERS, SEED_CACHE_META_SCHEMA, SEED_SCHEMA_V1, SeedCache
 
 __all__ = [
     "NOW",
-    "SEED_SCHEMA_V1",
-    "SEED_CACHE_META_SCHEMA",
     "SeedRow",
     "SeedState",
     "open_like_seed",
@@ -38,26 +39,6 @@ __all__ = [
 #: The time the rows are written at and judged against: ``FrozenClock()``'s start.
 NOW = epoch_seconds(FROZEN_AT)
 
-# -- the seed's DDL, verbatim (SqliteCache._SCHEMA_V1 / _CACHE_META_SCHEMA) ---------
-SEED_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS cache_rows (
-backend TEXT NOT NULL,
-signature TEXT NOT NULL,
-payload BLOB NOT NULL,
-expires_at INTEGER NOT NULL,
-PRIMARY KEY (backend, signature)
-) WITHOUT ROWID;
-"""
-SEED_CACHE_META_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cache_meta (
-key TEXT PRIMARY KEY,
-value TEXT NOT NULL
-);
-"""
-SEED_ALTERS = (
-    "ALTER TABLE cache_rows ADD COLUMN response_headers BLOB",
-    "ALTER TABLE cache_rows ADD COLUMN fetched_at INTEGER",
-)
 # Not in the seed we have: a cache_rows made as a plain rowid table. Adoption
 # recognises the shape by its columns, so it must accept this one too.
 SEED_SCHEMA_V1_ROWID = SEED_SCHEMA_V1.replace(" WITHOUT ROWID", "")
@@ -118,27 +99,7 @@ class SeedRow:
 
 def open_like_seed(path: Path) -> sqlite3.Connection:
     """Run the seed's ``SqliteCache.__init__`` on ``path`` and return its connection."""
-    conn = sqlite3.connect(str(path), check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(SEED_SCHEMA_V1)
-    conn.execute(SEED_CACHE_META_SCHEMA)
-    # The seed's _read_schema_version_locked + _migrate_schema_locked.
-    row = conn.execute("SELECT value FROM cache_meta WHERE key = 'schema_version'").fetchone()
-    current = 1 if row is None else int(row[0])
-    if current < 2:
-        for statement in SEED_ALTERS:
-            try:
-                conn.execute(statement)
-            except sqlite3.OperationalError:
-                pass
-        current = 2
-    conn.execute(
-        "INSERT OR REPLACE INTO cache_meta (key, value) VALUES ('schema_version', ?)",
-        (str(current),),
-    )
-    conn.commit()
-    return conn
+    return SeedCache(path)._conn  # the seed's own tests read rows through _conn too
 
 
 def insert_like_seed(conn: sqlite3.Connection, row: SeedRow, columns: tuple[str, ...] = V1_COLUMNS) -> SeedRow:
