@@ -49,6 +49,9 @@ class Result:
 
     @property
     def ratio(self) -> float:
+        """ours / baseline; over merged runs, the median of each run's ratio (each run pairs its own numbers)."""
+        if self.run_ratios:
+            return statistics.median(self.run_ratios)
         return self.ours_us / self.baseline_us
 
     @property
@@ -123,7 +126,7 @@ def median_of(samples: list[float]) -> float:
 
 
 def merge_runs(runs: list[list[Result | Skipped]]) -> list[Result | Skipped]:
-    """One row per comparison over several runs: median µs of each side, every run's ratio kept."""
+    """One row per comparison over several runs: median µs of each side, and every run's ratio."""
     if len(runs) == 1:
         return runs[0]
     merged: list[Result | Skipped] = []
