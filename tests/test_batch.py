@@ -116,6 +116,23 @@ def test_set_many_is_one_transaction(repo: CacheRepository, database: Engine) ->
     assert [(row[1], row[2]) for row in dump_rows(database)] == [("after", b"3"), ("kept", b"before"), ("single", b"4")]
 
 
+def test_set_many_under_a_size_cap(
+    make_repository: Callable[..., CacheRepository], frozen_clock: FrozenClock, database: Engine
+) -> None:
+    """A payload larger than the cap is refused before anything is written; a batch
+    that takes the total over the cap evicts the rows closest to expiry, not its own."""
+    capped = make_repository(max_bytes=100)
+    capped.set_many("b", {"old": b"x" * 40, "older": b"x" * 40}, ttl_seconds=10)
+    before = dump_rows(database)
+    with pytest.raises(ValueError, match="max_bytes=100"):
+        capped.set_many("b", {"fits": b"x", "too big": b"x" * 101}, ttl_seconds=60)
+    assert dump_rows(database) == before
+    frozen_clock.advance(1)
+    capped.set_many("b", {"new1": b"x" * 30, "new2": b"x" * 30}, ttl_seconds=60)  # 140 bytes: over
+    assert sorted(row[1] for row in dump_rows(database)) == ["new1", "new2"]
+    assert capped.stats().payload_bytes == 60
+
+
 # -- get_many ---------------------------------------------------------------------------------
 
 
