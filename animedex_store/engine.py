@@ -53,6 +53,11 @@ class StoreEngine:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    def dispose(self) -> None:
+        """Close the engine's connections, unless the caller owns the engine."""
+        if self.owns_engine:
+            self.engine.dispose()
+
 
 def mask_url(url: str | URL) -> str:
     """The URL as a string with its password replaced by ``***``, also one given as a

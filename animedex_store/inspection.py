@@ -76,8 +76,7 @@ def describe_store(target: str | os.PathLike[str] | URL | Engine | None = None, 
     except (SQLAlchemyError, store.engine.dialect.loaded_dbapi.Error) as exc:
         raise store_error(exc, store.target) from exc
     finally:
-        if store.owns_engine:
-            store.engine.dispose()
+        store.dispose()
     path = str(store.path) if store.path else None
     return StoreInfo(store.target, path, exists=True, state=state, revision=revision, head=HEAD_REVISION, **counts)
 

@@ -12,11 +12,11 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from .connections import ClosedConnections, Connections, open_connections
-from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine, enable_wal, open_engine
-from .errors import SchemaBehindError, store_error
+from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine
+from .errors import store_error
 from .eviction import SizeCap, check_max_bytes
 from .results import BackendStats, CachedResponse, CacheStats
-from .schema import ensure_schema
+from .schema import open_store
 from .statements import Statements
 from .vacuum import vacuum
 from .validation import check_header_names, check_key, check_payload, check_ttl, decode_headers, encode_headers
@@ -97,22 +97,13 @@ class CacheRepository:
         cap = check_max_bytes(max_bytes)
         self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
-        try:
-            self._store: StoreEngine = open_engine(target, timeout=timeout, create=migrate)
-        except FileNotFoundError as exc:
-            raise SchemaBehindError(
-                f"{exc.filename} does not exist; open it with migrate=True or run "
-                "`animedex-store upgrade --url ...` to create it (nothing was created)",
-                target=exc.filename,
-            ) from None
+        self._store: StoreEngine = open_store(target, migrate=migrate, timeout=timeout)
         self.target = self._store.target
         try:
-            if ensure_schema(self._store.engine, self.target, migrate=migrate):
-                enable_wal(self._store)
             self._sql = Statements.for_dialect(self._store.engine.dialect)
             self._db: Connections = open_connections(self._store)
         except Exception as exc:
-            self._dispose()
+            self._store.dispose()
             raise store_error(exc, self.target) from exc
 
     # -- time ---------------------------------------------------------------
@@ -318,11 +309,7 @@ class CacheRepository:
         self._db = ClosedConnections(self.target)
         if db is not None:
             db.close()
-        self._dispose()
-
-    def _dispose(self) -> None:
-        if self._store.owns_engine:
-            self._store.engine.dispose()
+        self._store.dispose()
 
     def __enter__(self) -> CacheRepository:
         return self

@@ -13,12 +13,15 @@ finds the database behind. Decisions are made here, in one place, under a lock:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.engine import URL
 
+from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine, enable_wal, open_engine
 from .errors import (
     MigrationError,
     SchemaBehindError,
@@ -26,13 +29,22 @@ from .errors import (
     StoreError,
     UnknownSchemaError,
     driver_message,
+    store_error,
 )
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-__all__ = ["HEAD_REVISION", "ensure_schema", "schema_lock", "adopt_legacy", "alembic_config", "script_location"]
+__all__ = [
+    "HEAD_REVISION",
+    "open_store",
+    "ensure_schema",
+    "schema_lock",
+    "adopt_legacy",
+    "alembic_config",
+    "script_location",
+]
 
 #: The newest revision in ``alembic/versions``; a test keeps it equal to Alembic's head.
 HEAD_REVISION = "0003"
@@ -98,6 +110,36 @@ def read_revision_fast(engine: Engine) -> str | None:
     finally:
         raw.close()
     return rows[0][0] if len(rows) == 1 else None
+
+
+def open_store(
+    target: str | os.PathLike[str] | URL | Engine | None,
+    *,
+    migrate: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> StoreEngine:
+    """Open ``target`` as a repository does: configure its engine and bring it to head.
+
+    With ``migrate=False`` nothing is created or changed, and a missing or
+    behind database raises :class:`SchemaBehindError`. SQLite switches to WAL
+    only once the file is known to be ours. On failure the engine is disposed
+    and the error is a :class:`StoreError` naming ``target``.
+    """
+    try:
+        store = open_engine(target, timeout=timeout, create=migrate)
+    except FileNotFoundError as exc:
+        raise SchemaBehindError(
+            f"{exc.filename} does not exist; open it with migrate=True or run "
+            "`animedex-store upgrade --url ...` to create it (nothing was created)",
+            target=exc.filename,
+        ) from None
+    try:
+        if ensure_schema(store.engine, store.target, migrate=migrate):
+            enable_wal(store)
+    except Exception as exc:
+        store.dispose()
+        raise store_error(exc, store.target) from exc
+    return store
 
 
 def ensure_schema(engine: Engine, target: str, *, migrate: bool = True) -> bool:

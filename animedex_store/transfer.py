@@ -22,10 +22,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from .connections import open_connections
-from .engine import StoreEngine, enable_wal, mask_url, open_engine, resolve_target
+from .engine import StoreEngine, mask_url, resolve_target
 from .errors import store_error
 from .models import CacheRow
-from .schema import ensure_schema
+from .schema import open_store
 from .statements import Statements
 
 __all__ = ["CopySummary", "copy_store", "DEFAULT_BATCH_SIZE"]
@@ -126,14 +126,8 @@ def _name(target: Target) -> str:
 @contextlib.contextmanager
 def _opened(target: Target) -> Iterator[StoreEngine]:
     """``target`` opened and migrated to head, as a repository opens it; disposed afterwards."""
-    store = open_engine(target)
+    store = open_store(target)
     try:
-        try:
-            if ensure_schema(store.engine, store.target):
-                enable_wal(store)
-        except Exception as exc:
-            raise store_error(exc, store.target) from exc
         yield store
     finally:
-        if store.owns_engine:
-            store.engine.dispose()
+        store.dispose()
