@@ -1,15 +1,21 @@
 """Column types whose DDL depends on the database, shared by the models and the revisions.
 
+They are DDL building blocks that never change meaning; a revision may use
+them, but never the models, which describe only the latest schema.
+
 The MySQL types are imported when a MySQL/MariaDB dialect asks for them: the
 ``sqlalchemy.dialects.mysql`` package costs a SQLite user's every cold start ~7 ms.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Dialect, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Dialect, Integer, LargeBinary, String, Text
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["ExactKey", "Payload"]
+__all__ = ["ExactKey", "Payload", "EpochSeconds"]
+
+#: Whole epoch seconds: the seed's INTEGER on SQLite (already 64-bit), BIGINT on the servers.
+EpochSeconds = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ExactKey(TypeDecorator[str]):

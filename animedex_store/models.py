@@ -7,10 +7,10 @@ migrated database agree.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, MetaData, String, Text
+from sqlalchemy import MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .coltypes import ExactKey, Payload
+from .coltypes import EpochSeconds, ExactKey, Payload
 
 __all__ = ["Base", "CacheRow", "CacheMeta", "KEY_MAX_LENGTH", "SCHEMA_VERSION"]
 
@@ -33,8 +33,7 @@ NAMING_CONVENTION = {
 
 # Keys compare exactly on every engine (a NO PAD binary collation on MariaDB/MySQL).
 KeyType = ExactKey(KEY_MAX_LENGTH)
-# The seed declared INTEGER/BLOB; servers need 64-bit seconds and >64 KiB payloads.
-EpochSeconds = BigInteger().with_variant(Integer(), "sqlite")
+# The seed declared INTEGER/BLOB; servers need 64-bit seconds (EpochSeconds) and >64 KiB payloads.
 PayloadType = Payload()
 
 

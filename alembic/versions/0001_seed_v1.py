@@ -1,7 +1,8 @@
 """Seed schema v1: ``cache_rows`` as animedex's raw-sqlite3 cache first created it.
 
-Types are spelled out here rather than imported from the models: a revision
-describes the schema as it was at this step. On SQLite the table is
+Column types come from ``animedex_store.coltypes`` (DDL building blocks that
+never change), never from the models: a revision describes the schema as it
+was at this step. On SQLite the table is
 ``WITHOUT ROWID`` with TEXT/BLOB/INTEGER columns, exactly the seed's DDL.
 
 Revision ID: 0001
@@ -11,10 +12,9 @@ Revises:
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from alembic import context, op
-from animedex_store.coltypes import ExactKey
+from animedex_store.coltypes import EpochSeconds, ExactKey, Payload
 
 revision = "0001"
 down_revision = None
@@ -23,8 +23,8 @@ depends_on = None
 
 # TEXT on SQLite; on MariaDB/MySQL a NO PAD binary collation (utf8mb4_bin pads: 'k' = 'k ').
 KEY = ExactKey(255)
-PAYLOAD = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
-SECONDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+PAYLOAD = Payload()  # BLOB; LONGBLOB on MariaDB/MySQL, whose BLOB stops at 64 KiB
+SECONDS = EpochSeconds  # INTEGER on SQLite, BIGINT on the servers
 
 
 def upgrade() -> None:

@@ -13,17 +13,17 @@ Revises: 0001
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from alembic import context, op
+from animedex_store.coltypes import EpochSeconds, Payload
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-PAYLOAD = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
-SECONDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+PAYLOAD = Payload()  # BLOB; LONGBLOB on MariaDB/MySQL
+SECONDS = EpochSeconds  # INTEGER on SQLite, BIGINT on the servers
 cache_meta = sa.table("cache_meta", sa.column("key", sa.Text()), sa.column("value", sa.Text()))
 
 
