@@ -232,7 +232,7 @@ def _existing_cache(url: str | None) -> Iterator[tuple[str, CacheRepository | No
 def _render_copy(report: Report) -> str:
     skipped = "" if report["include_expired"] else f", skipped {report['expired_skipped']} expired"
     return (
-        f"copied {report['rows_copied']} row(s) ({report['payload_bytes']} payload bytes{skipped}) "
+        f"copied {report['rows_copied']} row(s) ({human_size(report['payload_bytes'])}{skipped}) "
         f"from {report['source']} to {report['destination']}"
     )
 
