@@ -22,10 +22,11 @@ from sqlalchemy.exc import DBAPIError
 
 from alembic import context
 from animedex_store import schema
-from animedex_store.engine import URL_ENV_VAR, enable_wal, open_engine
+from animedex_store.engine import enable_wal, open_engine
 from animedex_store.errors import StoreError, store_error
 from animedex_store.models import Base
 from animedex_store.paths import default_cache_path
+from animedex_store.targets import URL_ENV_VAR
 
 config = context.config
 # Commands that may write: only these lock for writing and adopt a seed file (stamp it) for

@@ -23,11 +23,13 @@ from sqlalchemy.engine import URL
 
 from . import sqlite as dropin
 from .clock import FrozenClock
-from .engine import mask_url, remove_sqlite_file, resolve_target
+from .engine import mask_url
 from .errors import StoreError
+from .opening import HEAD_REVISION
 from .paths import default_cache_path
 from .repository import CacheRepository
-from .schema import HEAD_REVISION
+from .sqlite_file import remove_sqlite_file
+from .targets import resolve_target
 
 __all__ = ["Check", "run_selftest", "SCRATCH_TIME"]
 

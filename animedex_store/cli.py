@@ -1,5 +1,10 @@
 """``animedex-store``: the command line, a click group animedex can mount as ``animedex cache``.
 
+Commands that only read or write rows (``get``, ``purge``, ``stats``, ...) open
+the cache like any repository, so on an up-to-date SQLite file they run
+without SQLAlchemy (scripts call ``get`` in loops); ``selftest``, ``info`` and
+``copy`` import what they need when they run.
+
 Each command is a function registered with :func:`store_command`. It takes
 ``url`` (``None`` for the default target) plus its own click options and
 returns a JSON-ready report; the decorator adds ``--url`` and ``--json``,
@@ -22,15 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.exc import ArgumentError
 
-from .checks import run_selftest
-from .engine import URL_ENV_VAR, resolve_target
 from .errors import StoreError, driver_message
-from .inspection import describe_store
+from .opening import HEAD_REVISION
 from .repository import CacheRepository
 from .results import BackendStats, CacheStats
-from .schema import HEAD_REVISION
+from .targets import URL_ENV_VAR, resolve_target
 from .transfer import DEFAULT_BATCH_SIZE, copy_store
 from .validation import check_key
 
@@ -67,7 +69,7 @@ def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     if value is not None:
         try:
             resolve_target(value)
-        except (ArgumentError, ValueError) as exc:
+        except ValueError as exc:
             raise click.BadParameter(_one_line(driver_message(exc))) from exc
     return value
 
@@ -109,9 +111,12 @@ def _report(produce: Callable[[], Report], render: Render, as_json: bool) -> Non
         report = produce()
     except StoreError as exc:
         raise click.ClickException(_one_line(exc)) from exc
-    except (ImportError, ArgumentError) as exc:
-        # A URL naming a driver or dialect that is not installed.
+    except ImportError as exc:
+        # A URL naming a driver that is not installed.
         raise click.ClickException(f"cannot load the database driver: {_one_line(driver_message(exc))}") from exc
+    except ValueError as exc:
+        # A URL naming a kind of database SQLAlchemy has no dialect for.
+        raise click.ClickException(_one_line(exc)) from exc
     output = json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report)
     # Bytes (a payload) go out as they are, without a newline added.
     click.echo(output, nl=not isinstance(output, bytes))
@@ -135,6 +140,8 @@ def selftest(url: str | None) -> Report:
     opened. With --url: the same checks on that database (opening it migrates it
     to head); the scratch rows are dated January 1970 so purging removes only them.
     """
+    from .checks import run_selftest
+
     checks = run_selftest(url)
     failed = [check for check in checks if not check.ok]
     report: Report = {"ok": not failed, "checks": [asdict(check) for check in checks]}
@@ -168,6 +175,8 @@ def info(url: str | None) -> Report:
     the rows, expired rows and payload size. Read-only: never creates,
     migrates or writes. A missing file is reported as missing.
     """
+    from .inspection import describe_store
+
     return describe_store(url).as_dict()
 
 
@@ -188,6 +197,8 @@ def upgrade(url: str | None) -> Report:
     choosing (for example before deploying a new animedex to several machines).
     A missing SQLite file is created. A seed cache file is adopted first.
     """
+    from .inspection import describe_store
+
     before = describe_store(url)
     CacheRepository(url).close()
     return {
@@ -355,7 +366,7 @@ def _render_stats(report: Report) -> str:
         # Names and dates left-aligned, numbers right-aligned.
         cells = [
             cell.ljust(width) if column in (0, 4) else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+            for column, (cell, width) in enumerate(zip(row, widths))
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)

@@ -7,13 +7,22 @@ until ``advance``d or ``set``.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
-from .repository import epoch_seconds
+__all__ = ["Clock", "FrozenClock", "FROZEN_AT", "epoch_seconds"]
 
-__all__ = ["FrozenClock", "FROZEN_AT"]
+#: A clock returns the current time as an aware datetime (naive is taken as UTC).
+Clock = Callable[[], datetime]
 
 #: Where a FrozenClock (and so the ``frozen_clock`` fixture) starts by default.
 FROZEN_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def epoch_seconds(moment: datetime) -> int:
+    """Whole epoch seconds of ``moment``; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp())
 
 
 class FrozenClock:

@@ -1,38 +1,30 @@
-"""How the repository reaches the database for each call.
+"""How the repository reaches the database for each call: the interface, and SQLite's side of it.
 
 SQLite: one DB-API connection held for the repository's life, guarded by a
-lock (as the seed did): no pool checkout per call. Servers: a DB-API connection
-per call, so threads and processes never share one: on an engine we created,
-kept between calls in autocommit (:class:`HeldServerConnections`); on a
-caller's engine, checked out of its pool as its settings say.
+lock (as the seed did): no pool checkout per call. Standard library only; the
+server strategies live in :mod:`animedex_store.server_connections`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import random
+import sqlite3
 import threading
-import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Callable
 
-from .engine import StoreEngine
-from .errors import StoreError, UnstorableValueError, is_deadlock, store_error
-from .statements import Compiled
+from .errors import StoreError, store_error
+from .sqltext import Compiled
 
-__all__ = [
-    "Connections",
-    "SharedSqliteConnection",
-    "PooledConnections",
-    "HeldServerConnections",
-    "ClosedConnections",
-    "open_connections",
-]
+__all__ = ["Connections", "SharedSqliteConnection", "ClosedConnections"]
 
 
 class Connections:
-    """Run compiled statements: ``fetchone``/``fetchall`` read, ``execute``/``executemany`` commit."""
+    """Run compiled statements: ``fetchone``/``fetchall`` read, ``execute``/``executemany`` commit.
+
+    ``target`` names the database in messages (file path, or URL with the password masked).
+    """
+
+    target: str
 
     def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         raise NotImplementedError
@@ -46,270 +38,86 @@ class Connections:
     def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
         raise NotImplementedError
 
+    def vacuum(self) -> int | None:
+        """Give deleted rows' space back: bytes reclaimed, or ``None`` where the engine cannot tell."""
+        raise NotImplementedError
+
     def close(self) -> None:
+        """Release the connection(s) and whatever was opened for them (an engine we created)."""
         raise NotImplementedError
 
 
 class SharedSqliteConnection(Connections):
-    """One ``sqlite3`` connection in autocommit mode plus the lock guarding it."""
+    """One ``sqlite3`` connection in autocommit mode plus the lock guarding it.
 
-    def __init__(self, store: StoreEngine) -> None:
-        self._target = store.target
-        self._pooled = store.engine.raw_connection()
-        self.conn = self._pooled.driver_connection
+    ``release`` runs on :meth:`close`: closing the connection on the fast path,
+    or returning it to its engine and disposing the engine on the slow path.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, target: str, release: Callable[[], None]) -> None:
+        self.conn = connection
+        self.target = target
         self.lock = threading.Lock()
-        import sqlite3
-
-        self._error = sqlite3.Error
+        self._release = release
 
     def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         with self.lock:
             try:
                 return self.conn.execute(statement.sql, statement.bind(values)).fetchone()
-            except self._error as exc:
-                raise store_error(exc, self._target) from exc
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.target) from exc
 
     def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
         with self.lock:
             try:
                 return self.conn.execute(statement.sql, statement.bind(values)).fetchall()
-            except self._error as exc:
-                raise store_error(exc, self._target) from exc
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.target) from exc
 
     def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
         # Autocommit: a single statement is its own transaction.
         with self.lock:
             try:
                 return self.conn.execute(statement.sql, statement.bind(values)).rowcount
-            except self._error as exc:
-                raise store_error(exc, self._target) from exc
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.target) from exc
 
     def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+        # Rows already in the statement's order go to the driver as they are.
+        parameters = rows if statement.bind is tuple else [statement.bind(row) for row in rows]
         with self.lock:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
-                    count = self.conn.executemany(statement.sql, [statement.bind(row) for row in rows]).rowcount
+                    count = self.conn.executemany(statement.sql, parameters).rowcount
                     self.conn.execute("COMMIT")
                 except BaseException:
                     self.conn.execute("ROLLBACK")
                     raise
                 return count
-            except self._error as exc:
-                raise store_error(exc, self._target) from exc
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.target) from exc
+
+    def vacuum(self) -> int | None:
+        from .vacuum import vacuum_sqlite
+
+        return vacuum_sqlite(self)
 
     def close(self) -> None:
         with self.lock:
-            self._pooled.close()
-
-
-# MariaDB/MySQL never accept a max_allowed_packet below 1 KiB: smaller statements are not asked about.
-_SMALLEST_PACKET_LIMIT = 1024
-
-
-#: Tries of a server statement the server rolled back as a deadlock victim.
-DEADLOCK_ATTEMPTS = 5
-
-
-class PooledConnections(Connections):
-    """A pooled DB-API connection per call; writes commit, reads roll back on return."""
-
-    def __init__(self, store: StoreEngine) -> None:
-        self._engine = store.engine
-        self._target = store.target
-        self._error = store.engine.dialect.loaded_dbapi.Error
-
-    def _run(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
-        for attempt in itertools.count(1):
-            try:
-                return self._once(statement, values, many=many, commit=commit, fetch=fetch)
-            except self._error as exc:
-                if attempt == DEADLOCK_ATTEMPTS or not is_deadlock(exc):
-                    raise self._error_for(exc, values if many else [values]) from exc
-            # InnoDB expects deadlock victims to re-run; their work was rolled back whole.
-            # A random pause keeps the same pair of writers from colliding again at once.
-            time.sleep(random.uniform(0, 0.005 * attempt))
-
-    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
-        """One try on one pooled connection; driver errors propagate untranslated."""
-        try:
-            raw = self._engine.raw_connection()
-        except Exception as exc:
-            raise store_error(exc, self._target) from exc
-        try:
-            cursor = raw.cursor()
-            if many:
-                cursor.executemany(statement.sql, [statement.bind(row) for row in values])
-            else:
-                cursor.execute(statement.sql, statement.bind(values))
-            result = cursor.fetchone() if fetch == "one" else cursor.fetchall() if fetch == "all" else cursor.rowcount
-            cursor.close()
-            if commit:
-                raw.commit()
-            return result
-        except self._error as exc:
-            if _is_disconnect(self._engine, exc, raw):
-                raw.invalidate()  # the pool must not hand this connection out again
-            raise
-        finally:
-            raw.close()
-
-    def _error_for(self, exc: BaseException, rows: Sequence[Sequence[Any]]) -> StoreError:
-        """:func:`store_error`, except that a statement over MariaDB/MySQL's ``max_allowed_packet``
-        says so: the server just drops the connection ("server has gone away")."""
-        if self._engine.dialect.name in ("mysql", "mariadb") and rows:
-            size = max(sum(len(value) for value in row if isinstance(value, (bytes, str))) for row in rows)
-            limit = self._max_allowed_packet() if size >= _SMALLEST_PACKET_LIMIT else None
-            if limit is not None and size >= limit:
-                return UnstorableValueError(
-                    f"{self._target} refused a statement of {size} bytes: the server's max_allowed_packet is "
-                    f"{limit} bytes. Store smaller payloads or raise max_allowed_packet on the server "
-                    "(nothing was written).",
-                    target=self._target,
-                )
-        return store_error(exc, self._target)
-
-    def _max_allowed_packet(self) -> int | None:
-        """The server's limit, read on a fresh connection; ``None`` if it cannot be read."""
-        try:
-            raw = self._engine.raw_connection()
-        except Exception:
-            return None
-        try:
-            cursor = raw.cursor()
-            cursor.execute("SELECT @@max_allowed_packet")
-            return int(cursor.fetchone()[0])
-        except self._error:
-            return None
-        finally:
-            raw.close()
-
-    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        return self._run(statement, values, many=False, commit=False, fetch="one")
-
-    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        return self._run(statement, values, many=False, commit=False, fetch="all")
-
-    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
-        return self._run(statement, values, many=False, commit=True, fetch=None)
-
-    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        return self._run(statement, rows, many=True, commit=True, fetch=None)
-
-    def close(self) -> None:
-        pass
-
-
-class HeldServerConnections(PooledConnections):
-    """Server connections of an engine we created, kept between calls in autocommit.
-
-    Checking a connection out of SQLAlchemy's pool for every call costs a
-    pre-ping round trip, and a read's transaction a rollback on return: three
-    round trips where the raw driver needs one. Here a call takes an idle
-    connection (autocommit: each statement is its own transaction; batches say
-    ``BEGIN``/``COMMIT``) and puts it back. One the server dropped while it sat
-    idle (restart, idle timeout, killed session) fails with a disconnect: then
-    every idle connection is closed and the call runs once more on a fresh one,
-    which the pool pre-pings. Every statement the repository runs may run twice
-    (upserts, reads, deletes by condition). Autocommit connections never go back
-    to the pool, where migrations expect transactions: :meth:`close` closes them.
-    """
-
-    def __init__(self, store: StoreEngine) -> None:
-        super().__init__(store)
-        self._idle: list[_Held] = []  # list.pop/append are atomic: no lock needed
-        self._closed = False
-
-    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
-        try:
-            held, reused = self._idle.pop(), True
-        except IndexError:
-            held, reused = self._fresh(), False
-        try:
-            result = self._run_on(held.cursor, statement, values, many=many, fetch=fetch)
-        except self._error as exc:
-            if not _is_disconnect(self._engine, exc, held.connection):
-                self._put_back(held)
-                raise
-            held.connection.invalidate()
-            if not reused:
-                raise
-            self._close_idle()  # the server dropped them too, most likely
-            return self._once(statement, values, many=many, commit=commit, fetch=fetch)
-        self._put_back(held)
-        return result
-
-    def _fresh(self) -> _Held:
-        try:
-            raw = self._engine.raw_connection()
-            self._engine.dialect.set_isolation_level(raw.dbapi_connection, "AUTOCOMMIT")
-            # The cursor is kept too: making one costs psycopg ~5 µs, a tenth of a get.
-            return _Held(raw, raw.cursor())
-        except Exception as exc:
-            raise store_error(exc, self._target) from exc
-
-    def _run_on(self, cursor: Any, statement: Compiled, values: Sequence[Any], *, many: bool, fetch: str | None):
-        if not many:
-            cursor.execute(statement.sql, statement.bind(values))
-            return cursor.fetchone() if fetch == "one" else cursor.fetchall() if fetch == "all" else cursor.rowcount
-        cursor.execute("BEGIN")  # one transaction for the batch, autocommit or not
-        try:
-            cursor.executemany(statement.sql, [statement.bind(row) for row in values])
-            count = cursor.rowcount
-            cursor.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(self._error):
-                cursor.execute("ROLLBACK")
-            raise
-        return count
-
-    def _put_back(self, held: _Held) -> None:
-        if self._closed:
-            held.connection.invalidate()
-        else:
-            self._idle.append(held)
-
-    def _close_idle(self) -> None:
-        while self._idle:
-            try:
-                self._idle.pop().connection.invalidate()
-            except IndexError:  # another thread took the last one
-                break
-
-    def close(self) -> None:
-        self._closed = True
-        self._close_idle()
-
-
-class _Held(NamedTuple):
-    """A pooled connection (in autocommit) and its cursor, kept between calls."""
-
-    connection: Any
-    cursor: Any
-
-
-def _is_disconnect(engine, exc: BaseException, raw: Any) -> bool:
-    # psycopg's dialect can tell only by looking at the connection (closed or broken).
-    return bool(engine.dialect.is_disconnect(exc, raw.dbapi_connection, None))
+            self._release()
 
 
 class ClosedConnections(Connections):
     """What a closed repository holds: every call raises a clear error."""
 
     def __init__(self, target: str) -> None:
-        self._target = target
+        self.target = target
 
     def _closed(self, *_args: Any) -> Any:
-        raise StoreError(f"the repository on {self._target} is closed", target=self._target)
+        raise StoreError(f"the repository on {self.target} is closed", target=self.target)
 
-    fetchone = fetchall = execute = executemany = _closed
+    fetchone = fetchall = execute = executemany = vacuum = _closed
 
     def close(self) -> None:
         pass
-
-
-def open_connections(store: StoreEngine) -> Connections:
-    """The right strategy for ``store``'s engine."""
-    if store.is_sqlite:
-        return SharedSqliteConnection(store)
-    return HeldServerConnections(store) if store.owns_engine else PooledConnections(store)

@@ -2,11 +2,13 @@
 
 Every storage problem is a :class:`StoreError` whose message names the target:
 the SQLite file, or the database URL with its password masked.
+
+Standard library only: SQLite errors are translated by their result codes, and
+server-driver and SQLAlchemy errors by class names, so the SQLite fast path
+never imports SQLAlchemy or a driver just to translate an error.
 """
 
 from __future__ import annotations
-
-from sqlalchemy.exc import SQLAlchemyError
 
 __all__ = [
     "StoreError",
@@ -110,6 +112,10 @@ def _original(exc: BaseException) -> BaseException:
     return getattr(exc, "orig", None) or exc
 
 
+def _is_sqlalchemy_error(exc: BaseException) -> bool:
+    return any(cls.__name__ == "SQLAlchemyError" and cls.__module__ == "sqlalchemy.exc" for cls in type(exc).__mro__)
+
+
 def driver_message(exc: BaseException) -> str:
     """What went wrong in the driver's own words, for a user-facing message.
 
@@ -117,7 +123,7 @@ def driver_message(exc: BaseException) -> str:
     (users' payloads) and a link to its documentation.
     """
     original = _original(exc)
-    if isinstance(original, SQLAlchemyError) and len(original.args) == 1:
+    if _is_sqlalchemy_error(original) and len(original.args) == 1:
         return str(original.args[0])  # its str() appends the documentation link
     return str(original)
 

@@ -16,9 +16,10 @@ cap written, never on every write.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
-from .connections import Connections
-from .statements import Statements
+if TYPE_CHECKING:
+    from .connections import Connections
 
 __all__ = ["SizeCap", "EVICT_TO_FRACTION", "EVICTION_BATCH", "check_max_bytes"]
 
@@ -52,12 +53,12 @@ class SizeCap:
         if size > self.max_bytes:
             raise ValueError(f"payload is {size} bytes, larger than max_bytes={self.max_bytes}")
 
-    def previous_size(self, db: Connections, sql: Statements, backend: str, signature: str) -> int:
+    def previous_size(self, db: Connections, sql: Any, backend: str, signature: str) -> int:
         """Bytes the row ``(backend, signature)`` holds now (0 when missing): what an overwrite frees."""
         row = db.fetchone(sql.payload_size, (backend, signature))
         return 0 if row is None else int(row[0])
 
-    def grew(self, db: Connections, sql: Statements, delta: int, written: tuple[str, str]) -> None:
+    def grew(self, db: Connections, sql: Any, delta: int, written: tuple[str, str]) -> None:
         """Account for a committed write of the key ``written`` that changed the total by ``delta``.
 
         Over the cap, evict; the row just written is kept, so a ``get`` right
@@ -73,7 +74,7 @@ class SizeCap:
                 self._total = None  # a failed count or eviction leaves the total unknown: count again next time
                 raise
 
-    def _evict(self, db: Connections, sql: Statements, keep: tuple[str, str]) -> int:
+    def _evict(self, db: Connections, sql: Any, keep: tuple[str, str]) -> int:
         """Evict down to the low-water mark, sparing ``keep``; returns the new total."""
         total = _count(db, sql)
         if total <= self.max_bytes:
@@ -95,6 +96,6 @@ class SizeCap:
         return total
 
 
-def _count(db: Connections, sql: Statements) -> int:
+def _count(db: Connections, sql: Any) -> int:
     row = db.fetchone(sql.payload_total, ())
     return int(row[0]) if row is not None else 0

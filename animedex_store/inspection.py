@@ -9,20 +9,19 @@ know, an unreachable server) raises a :class:`StoreError`.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, inspect, select
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, case, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .engine import open_engine, resolve_target
+from .engine import open_engine
 from .errors import SchemaTooNewError, store_error
 from .models import CacheRow
 from .schema import HEAD_REVISION, adopt_legacy, read_revision_fast
+from .targets import Target, resolve_target
 
 __all__ = ["StoreInfo", "describe_store", "STATES"]
 
@@ -56,7 +55,7 @@ class StoreInfo:
         return {**asdict(self), "state_help": STATES[self.state]}
 
 
-def describe_store(target: str | os.PathLike[str] | URL | Engine | None = None, *, now: int | None = None) -> StoreInfo:
+def describe_store(target: Target = None, *, now: int | None = None) -> StoreInfo:
     """Inspect ``target`` (as ``CacheRepository`` resolves it) without changing it.
 
     ``now`` (epoch seconds, default the system time) decides which rows count as expired.

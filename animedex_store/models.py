@@ -11,13 +11,9 @@ from sqlalchemy import MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .coltypes import EpochSeconds, ExactKey, Payload
+from .validation import KEY_MAX_LENGTH
 
 __all__ = ["Base", "CacheRow", "CacheMeta", "KEY_MAX_LENGTH", "SCHEMA_VERSION"]
-
-#: Longest ``backend`` or ``signature`` accepted, in characters. Both key columns
-#: together must fit one index entry on every engine: 2 x 255 x 4 bytes (utf8mb4)
-#: is within MariaDB/MySQL's 3072-byte and PostgreSQL's ~2700-byte B-tree limits.
-KEY_MAX_LENGTH = 255
 
 #: Value kept in ``cache_meta.schema_version`` so the seed's own code, opening a
 #: file we migrated, sees its v2 columns and does not try to add them again.

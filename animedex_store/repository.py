@@ -1,33 +1,34 @@
-"""``CacheRepository``: the TTL cache that application code imports."""
+"""``CacheRepository``: the TTL cache that application code imports.
+
+Standard library only at import: a repository on an up-to-date SQLite file runs
+without SQLAlchemy (see :mod:`animedex_store.opening`); everything else loads
+what it needs when it opens.
+"""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
-
-from .connections import ClosedConnections, Connections, open_connections
-from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine
-from .errors import store_error
+from .clock import Clock, epoch_seconds
+from .connections import ClosedConnections
 from .eviction import SizeCap, check_max_bytes
-from .results import BackendStats, CachedResponse, CacheStats
-from .schema import open_store
-from .statements import Statements
-from .vacuum import vacuum
+from .opening import open_database, sqlite_database
+from .response import CachedResponse
+from .targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .validation import check_header_names, check_key, check_payload, check_ttl, decode_headers, encode_headers
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from pydantic import BaseModel
 
-__all__ = ["CacheRepository", "Clock"]
+    from .results import CacheStats
 
-#: A clock returns the current time as an aware datetime (naive is taken as UTC).
-Clock = Callable[[], datetime]
+__all__ = ["CacheRepository", "Clock", "epoch_seconds"]
+
 ModelT = TypeVar("ModelT", bound="BaseModel")
 _EMPTY_HEADERS = b"{}"
 #: Rows removed per transaction by :meth:`CacheRepository.purge_expired`.
@@ -35,13 +36,6 @@ PURGE_BATCH = 1_000
 #: Signatures per query in :meth:`CacheRepository.get_many`: a power of two under
 #: every engine's limit on bound parameters (SQLite before 3.32 allowed 999).
 GET_MANY_CHUNK = 512
-
-
-def epoch_seconds(moment: datetime) -> int:
-    """Whole epoch seconds of ``moment``; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp())
 
 
 def _pairs(items: object) -> Iterator[tuple[object, object]]:
@@ -83,7 +77,7 @@ class CacheRepository:
 
     def __init__(
         self,
-        target: str | os.PathLike[str] | URL | Engine | None = None,
+        target: Target = None,
         *,
         clock: Clock | None = None,
         migrate: bool = True,
@@ -91,20 +85,31 @@ class CacheRepository:
         max_bytes: int | None = None,
         redact_headers: Iterable[str] = (),
     ) -> None:
+        self._configure(clock, max_bytes, redact_headers)
+        self._db, self._sql = open_database(target, migrate=migrate, timeout=timeout)
+        self.target: str = self._db.target
+
+    def _configure(self, clock: Clock | None, max_bytes: int | None, redact_headers: Iterable[str]) -> None:
+        """Check and keep the options that do not depend on the database."""
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning a datetime, not {type(clock).__name__}")
         self._redacted = check_header_names(redact_headers)
         cap = check_max_bytes(max_bytes)
         self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
-        self._store: StoreEngine = open_store(target, migrate=migrate, timeout=timeout)
-        self.target = self._store.target
-        try:
-            self._sql = Statements.for_dialect(self._store.engine.dialect)
-            self._db: Connections = open_connections(self._store)
-        except Exception as exc:
-            self._store.dispose()
-            raise store_error(exc, self.target) from exc
+
+    @classmethod
+    def _on_sqlite_connection(
+        cls, connection: sqlite3.Connection, target: str, *, clock: Clock | None = None
+    ) -> CacheRepository:
+        """A repository on an open ``sqlite3`` connection already at head (configured by
+        :func:`animedex_store.sqlite_file.connect_memory` or ``connect``); closing the
+        repository closes it. The pytest plugin's per-test copies use this."""
+        repository = cls.__new__(cls)
+        repository._configure(clock, None, ())
+        repository._db, repository._sql = sqlite_database(connection, target)
+        repository.target = target
+        return repository
 
     # -- time ---------------------------------------------------------------
     def _now(self) -> int:
@@ -221,7 +226,7 @@ class CacheRepository:
     def vacuum(self) -> int | None:
         """Give the space of deleted rows back to the disk; bytes reclaimed, or ``None`` where the
         engine cannot tell (MariaDB/MySQL). Locks the table while it runs: see :mod:`animedex_store.vacuum`."""
-        return vacuum(self._store, self._db)
+        return self._db.vacuum()
 
     # -- reads (pure: an expired row is reported missing, never deleted) ------
     def get(self, backend: str, signature: str) -> bytes | None:
@@ -290,6 +295,8 @@ class CacheRepository:
 
         One aggregate query (a pass over the rows, payloads not read).
         """
+        from .results import BackendStats, CacheStats
+
         backends = {
             backend: BackendStats(
                 rows=int(rows),
@@ -306,10 +313,10 @@ class CacheRepository:
     def close(self) -> None:
         """Release the connection (and the engine, unless the caller passed it). Idempotent."""
         db = getattr(self, "_db", None)
+        if db is None or isinstance(db, ClosedConnections):
+            return
         self._db = ClosedConnections(self.target)
-        if db is not None:
-            db.close()
-        self._store.dispose()
+        db.close()
 
     def __enter__(self) -> CacheRepository:
         return self

@@ -13,15 +13,13 @@ finds the database behind. Decisions are made here, in one place, under a lock:
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
-from sqlalchemy.engine import URL
 
-from .engine import DEFAULT_TIMEOUT_SECONDS, StoreEngine, enable_wal, open_engine
+from .engine import StoreEngine, enable_wal, open_engine
 from .errors import (
     MigrationError,
     SchemaBehindError,
@@ -31,6 +29,8 @@ from .errors import (
     driver_message,
     store_error,
 )
+from .opening import HEAD_REVISION, VERSION_TABLE, read_revision
+from .targets import DEFAULT_TIMEOUT_SECONDS, Target
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,10 +46,6 @@ __all__ = [
     "script_location",
 ]
 
-#: The newest revision in ``alembic/versions``; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0003"
-
-VERSION_TABLE = "alembic_version"
 SEED_V1_COLUMNS = frozenset({"backend", "signature", "payload", "expires_at"})
 SEED_V2_COLUMNS = frozenset({"response_headers", "fetched_at"})
 OUR_TABLES = frozenset({"cache_rows", "cache_meta", VERSION_TABLE})
@@ -95,12 +91,7 @@ def read_revision_fast(engine: Engine) -> str | None:
     """
     raw = engine.raw_connection()
     try:
-        cursor = raw.cursor()
-        try:
-            cursor.execute(f"SELECT version_num FROM {VERSION_TABLE}")  # constant SQL
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
+        revision = read_revision(raw)
         raw.rollback()
     except engine.dialect.loaded_dbapi.Error:
         # PostgreSQL aborts the transaction on a failed statement; end it.
@@ -109,11 +100,11 @@ def read_revision_fast(engine: Engine) -> str | None:
         return None
     finally:
         raw.close()
-    return rows[0][0] if len(rows) == 1 else None
+    return revision
 
 
 def open_store(
-    target: str | os.PathLike[str] | URL | Engine | None,
+    target: Target,
     *,
     migrate: bool = True,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,

@@ -13,17 +13,20 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from platformdirs import user_cache_dir
-
 from .connections import SharedSqliteConnection
-from .engine import remove_sqlite_file
 from .paths import default_ttl_seconds
 from .repository import CacheRepository
+from .sqlite_file import remove_sqlite_file
 
 __all__ = ["SqliteCache", "default_ttl_seconds", "default_cache_path", "selftest"]
 
 _utcnow = lambda: datetime.now(timezone.utc)  # noqa: E731 - patched in tests
-_user_cache_dir = lambda: user_cache_dir("animedex")  # noqa: E731 - patched in tests
+
+
+def _user_cache_dir() -> str:  # patched in tests
+    from platformdirs import user_cache_dir  # on first use: opening a given path never needs it
+
+    return user_cache_dir("animedex")
 
 
 def _module_clock() -> datetime:

@@ -1,23 +1,35 @@
-"""The repository's SQL, built from SQLAlchemy constructs and compiled once per kind of database.
+"""The repository's SQL, built from SQLAlchemy constructs: the one source of truth for every engine.
 
-The hot path runs these strings on the DB-API connection: SQLAlchemy's
+The hot path runs the compiled strings on the DB-API connection: SQLAlchemy's
 ``Connection.execute`` costs ~20 µs per call, twice a raw SQLite ``get``.
 Parameters are always bound, never pasted into SQL.
+
+Servers compile these once per kind of database. For SQLite the compiled text
+is frozen into :mod:`animedex_store.sqlite_statements`, so the SQLite fast path
+runs it without importing SQLAlchemy. After changing a construct here,
+regenerate that module (a test fails until you do)::
+
+    python -m animedex_store.statements          # rewrite animedex_store/sqlite_statements.py
+    python -m animedex_store.statements --check  # exit 1 if it is stale
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import argparse
+import sys
+from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Dialect, bindparam, case, delete, func, literal_column, select, tuple_
 from sqlalchemy.sql import ClauseElement
 
 from .models import CacheRow
+from .repository import GET_MANY_CHUNK
+from .sqltext import Compiled, InOrder
 
-__all__ = ["Compiled", "Statements"]
+__all__ = ["Compiled", "Statements", "FROZEN_STATEMENTS", "GET_MANY_SIZES", "render_sqlite_module"]
 
 _rows = CacheRow.__table__
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
@@ -31,23 +43,13 @@ _KEY = ("backend", "signature")
 _VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
 
 
-@dataclass(frozen=True)
-class Compiled:
-    """A statement's SQL string and a function turning ordered values into its parameters."""
-
-    sql: str
-    bind: Callable[[Sequence[Any]], Any]
-
-
 def _compile(statement: ClauseElement, dialect: Dialect, names: Sequence[str]) -> Compiled:
     """Compile ``statement``; ``names`` is the order callers pass values in."""
     compiled = statement.compile(dialect=dialect)
     if compiled.positional:
         order = [names.index(name) for name in compiled.positiontup]
-        if order == list(range(len(names))):
-            return Compiled(compiled.string, tuple)
-        return Compiled(compiled.string, lambda values: tuple(values[i] for i in order))
-    return Compiled(compiled.string, lambda values: dict(zip(names, values, strict=True)))
+        return Compiled(compiled.string, tuple if order == list(range(len(names))) else InOrder(*order))
+    return Compiled(compiled.string, lambda values: dict(zip(names, values)))
 
 
 def _upsert(dialect: Dialect) -> ClauseElement:
@@ -196,3 +198,87 @@ class Statements:
 
 
 _SHARED: dict[tuple[Any, ...], Statements] = {}
+
+
+#: The statements frozen as SQLite text, by attribute name (``get_many`` is frozen at every size it is asked for).
+FROZEN_STATEMENTS = (
+    "get",
+    "get_with_meta",
+    "upsert",
+    "purge_expired",
+    "delete",
+    "clear",
+    "clear_backend",
+    "stats",
+    "payload_size",
+    "payload_total",
+    "eviction_batch",
+)
+#: The sizes ``get_many`` pads its chunks to: the powers of two up to the repository's chunk.
+GET_MANY_SIZES = tuple(1 << power for power in range(GET_MANY_CHUNK.bit_length()))
+_FROZEN_MODULE = Path(__file__).with_name("sqlite_statements.py")
+_FROZEN_HEADER = '''\
+"""The SQLite text of every statement in :mod:`animedex_store.statements`. GENERATED: do not edit.
+
+Regenerate with ``python -m animedex_store.statements`` after changing a
+construct there; ``tests/test_statements.py`` fails while this file is stale.
+The SQLite fast path runs these without importing SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from .sqltext import Compiled, InOrder  # noqa: F401 - InOrder appears when a statement reorders its values
+
+'''
+
+
+def _bind_source(compiled: Compiled) -> str:
+    if compiled.bind is tuple:
+        return "tuple"
+    if isinstance(compiled.bind, InOrder):
+        return repr(compiled.bind)
+    raise ValueError(f"SQLite statements bind positionally; got {compiled.bind!r} for {compiled.sql!r}")
+
+
+def render_sqlite_module() -> str:
+    """The source of :mod:`animedex_store.sqlite_statements`, compiled afresh from the constructs."""
+    from sqlalchemy.dialects import sqlite
+
+    statements = Statements(sqlite.dialect())
+    lines = [_FROZEN_HEADER]
+    for name in FROZEN_STATEMENTS:
+        compiled = getattr(statements, name)
+        lines.append(f"{name} = Compiled({compiled.sql!r}, {_bind_source(compiled)})\n")
+    lines.append("_GET_MANY = {\n")
+    for size in GET_MANY_SIZES:
+        compiled = statements.get_many(size)
+        lines.append(f"    {size}: Compiled({compiled.sql!r}, {_bind_source(compiled)}),\n")
+    lines.append("}\n\n\n")
+    lines.append(
+        "def get_many(size: int) -> Compiled:\n"
+        '    """``(signature, payload)`` of the live rows among ``size`` signatures (a power of two)."""\n'
+        "    return _GET_MANY[size]\n"
+    )
+    return "".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m animedex_store.statements [--check]``: regenerate (or check) the frozen SQLite text."""
+    parser = argparse.ArgumentParser(prog="python -m animedex_store.statements", description=main.__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the generated module is stale; write nothing")
+    args = parser.parse_args(argv)
+    source = render_sqlite_module()
+    current = _FROZEN_MODULE.read_text(encoding="utf-8") if _FROZEN_MODULE.exists() else None
+    if source == current:
+        print(f"{_FROZEN_MODULE.name} is up to date")
+        return 0
+    if args.check:
+        print(f"{_FROZEN_MODULE.name} is stale: run python -m animedex_store.statements", file=sys.stderr)
+        return 1
+    _FROZEN_MODULE.write_text(source, encoding="utf-8")
+    print(f"wrote {_FROZEN_MODULE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,11 @@
 * ``frozen_clock``: a :class:`FrozenClock` fixed at :data:`FROZEN_AT`.
 * ``cache_repository``: a fresh in-memory SQLite :class:`CacheRepository` at
   head using ``frozen_clock``, isolated per test. The schema is migrated once
-  per session into a template and copied with SQLite's backup API per test.
+  per process into a template (the only moment SQLAlchemy and Alembic load)
+  and copied with SQLite's backup API per test.
+
+Importing this module (pytest does in every run where the package is
+installed) loads no SQLAlchemy.
 
 ``--animedex-store-url URL`` (or ``$ANIMEDEX_STORE_TEST_URL``) runs
 ``cache_repository`` on a PostgreSQL or MariaDB/MySQL server instead: each
@@ -18,12 +22,10 @@ import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.pool import StaticPool
 
 from .clock import FROZEN_AT, FrozenClock
 from .repository import CacheRepository
-from .sandbox import sandbox
+from .sqlite_file import connect_memory
 
 __all__ = ["FrozenClock", "FROZEN_AT", "TEST_URL_ENV_VAR", "frozen_clock", "cache_repository", "animedex_store_url"]
 
@@ -41,33 +43,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _template: sqlite3.Connection | None = None
+_MEMORY_TARGET = "sqlite:// (in memory)"
 
 
 def _template_database() -> sqlite3.Connection:
-    """An in-memory database migrated to head once per process."""
+    """An in-memory database migrated to head once per process, by the real migrations."""
     global _template
     if _template is None:
-        repository, connection = _repository_on_new_memory_database(clock=None)
-        template = sqlite3.connect(":memory:", check_same_thread=False)
-        connection.backup(template)  # before close: disposing the engine closes its connection
-        repository.close()
+        template = connect_memory()
+        with CacheRepository("sqlite://") as migrated:
+            migrated._db.conn.backup(template)  # type: ignore[attr-defined]
         _template = template
     return _template
 
 
-def _repository_on_new_memory_database(
-    clock: FrozenClock | None, template: sqlite3.Connection | None = None
-) -> tuple[CacheRepository, sqlite3.Connection]:
-    connection = sqlite3.connect(":memory:", check_same_thread=False)
-    if template is not None:
-        template.backup(connection)
-    engine = create_engine("sqlite://", poolclass=StaticPool, creator=lambda: connection)
-    return CacheRepository(engine, clock=clock), connection
-
-
-def fresh_memory_repository(clock: FrozenClock) -> tuple[CacheRepository, sqlite3.Connection]:
-    """A repository on a new in-memory copy of the template, and its connection."""
-    return _repository_on_new_memory_database(clock, _template_database())
+def fresh_memory_repository(clock: FrozenClock) -> CacheRepository:
+    """A repository on a new in-memory copy of the template; closing it drops the copy."""
+    connection = connect_memory()
+    _template_database().backup(connection)
+    return CacheRepository._on_sqlite_connection(connection, _MEMORY_TARGET, clock=clock)
 
 
 @pytest.fixture
@@ -88,12 +82,10 @@ def cache_repository(frozen_clock: FrozenClock, animedex_store_url: str | None) 
     """A fresh repository at head, on ``frozen_clock``: in memory, or in a new
     schema/database on the ``animedex_store_url`` server, dropped afterwards."""
     if animedex_store_url is not None:
+        from .sandbox import sandbox
+
         with sandbox(animedex_store_url) as url, CacheRepository(url, clock=frozen_clock) as repository:
             yield repository
         return
-    repository, connection = fresh_memory_repository(frozen_clock)
-    try:
+    with fresh_memory_repository(frozen_clock) as repository:
         yield repository
-    finally:
-        repository.close()
-        connection.close()

@@ -10,40 +10,23 @@ Both databases are opened as a repository would open them: migrated to head.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from sqlalchemy import Engine, case, func, select
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
-
-from .connections import open_connections
-from .engine import StoreEngine, mask_url, resolve_target
 from .errors import store_error
-from .models import CacheRow
-from .schema import open_store
-from .statements import Statements
+from .targets import Target, resolve_target
+
+if TYPE_CHECKING:
+    from .engine import StoreEngine
 
 __all__ = ["CopySummary", "copy_store", "DEFAULT_BATCH_SIZE"]
 
-#: Rows written per transaction.
+#: Rows written per transaction. (This module imports SQLAlchemy only when a copy
+#: runs, so the CLI can show this default without loading it.)
 DEFAULT_BATCH_SIZE = 500
-
-Target = str | os.PathLike[str] | URL | Engine
-_rows = CacheRow.__table__
-# The order Statements.upsert takes its values in.
-_COLUMNS = (
-    _rows.c.backend,
-    _rows.c.signature,
-    _rows.c.payload,
-    _rows.c.expires_at,
-    _rows.c.response_headers,
-    _rows.c.fetched_at,
-)
 
 
 @dataclass(frozen=True)
@@ -82,24 +65,41 @@ def copy_store(
         raise TypeError(f"batch_size must be int, not {type(batch_size).__name__}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from sqlalchemy import case, func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .models import CacheRow
+    from .server_connections import connections_for
+    from .statements import Statements
+
+    rows = CacheRow.__table__
+    # The order Statements.upsert takes its values in.
+    columns = (
+        rows.c.backend,
+        rows.c.signature,
+        rows.c.payload,
+        rows.c.expires_at,
+        rows.c.response_headers,
+        rows.c.fetched_at,
+    )
     now = int(time.time()) if now is None else now
-    live = _rows.c.expires_at > now
+    live = rows.c.expires_at > now
     if resolve_target(source) == resolve_target(destination):
         raise ValueError(f"source and destination are the same database: {_name(source)}")
     with _opened(source) as src, _opened(destination) as dst:
-        writer = open_connections(dst)
+        writer = connections_for(dst)
         upsert = Statements(dst.engine.dialect).upsert
         copied = size = expired = 0
         try:
             with src.engine.connect() as connection:
                 total, expired = connection.execute(
-                    select(func.count(), func.coalesce(func.sum(case((live, 0), else_=1)), 0)).select_from(_rows)
+                    select(func.count(), func.coalesce(func.sum(case((live, 0), else_=1)), 0)).select_from(rows)
                 ).one()
                 if not include_expired:
                     total -= expired
                 if on_start is not None:
                     on_start(total)
-                query = select(*_COLUMNS) if include_expired else select(*_COLUMNS).where(live)
+                query = select(*columns) if include_expired else select(*columns).where(live)
                 result = connection.execution_options(yield_per=batch_size).execute(query)
                 for batch in result.partitions():
                     values = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in batch]
@@ -117,6 +117,10 @@ def copy_store(
 
 def _name(target: Target) -> str:
     """How messages name ``target``: its path, or its URL with the password masked."""
+    from sqlalchemy import Engine
+
+    from .engine import mask_url
+
     resolved = resolve_target(target)
     if isinstance(resolved, Path):
         return str(resolved)
@@ -126,6 +130,8 @@ def _name(target: Target) -> str:
 @contextlib.contextmanager
 def _opened(target: Target) -> Iterator[StoreEngine]:
     """``target`` opened and migrated to head, as a repository opens it; disposed afterwards."""
+    from .schema import open_store
+
     store = open_store(target)
     try:
         yield store

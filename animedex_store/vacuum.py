@@ -15,29 +15,36 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from typing import TYPE_CHECKING
 
-from .connections import Connections
-from .engine import StoreEngine
 from .errors import StoreError, store_error
-from .statements import Compiled
+from .sqltext import Compiled
 
-__all__ = ["vacuum"]
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from .connections import Connections
+    from .engine import StoreEngine
+
+__all__ = ["vacuum_sqlite", "vacuum_server"]
 
 _SQLITE_SIZE = Compiled("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", tuple)
 _SQLITE_VACUUM = Compiled("VACUUM", tuple)
 _SQLITE_CHECKPOINT = Compiled("PRAGMA wal_checkpoint(TRUNCATE)", tuple)
-_POSTGRES_SIZE = text("SELECT pg_total_relation_size('cache_rows')")
+_POSTGRES_SIZE = "SELECT pg_total_relation_size('cache_rows')"
 
 
-def vacuum(store: StoreEngine, db: Connections) -> int | None:
-    """Compact the cache's storage; returns bytes reclaimed, or ``None`` where the engine cannot tell."""
-    if store.is_sqlite:
-        # On the repository's own connection: an in-memory database exists only there.
-        before = _sqlite_size(db)
-        db.execute(_SQLITE_VACUUM, ())
-        db.fetchone(_SQLITE_CHECKPOINT, ())
-        return max(before - _sqlite_size(db), 0)
+def vacuum_sqlite(db: Connections) -> int:
+    """Compact a SQLite database on the repository's own connection (an in-memory
+    database exists only there); returns the bytes it shrank by."""
+    before = _sqlite_size(db)
+    db.execute(_SQLITE_VACUUM, ())
+    db.fetchone(_SQLITE_CHECKPOINT, ())
+    return max(before - _sqlite_size(db), 0)
+
+
+def vacuum_server(store: StoreEngine) -> int | None:
+    """Compact a server's cache table; bytes reclaimed, or ``None`` where the server cannot tell."""
     try:
         with store.engine.connect() as connection:
             autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -57,9 +64,9 @@ def _sqlite_size(db: Connections) -> int:
 
 
 def _vacuum_postgresql(connection: Connection) -> int:
-    before = connection.execute(_POSTGRES_SIZE).scalar_one()
+    before = connection.exec_driver_sql(_POSTGRES_SIZE).scalar_one()
     connection.exec_driver_sql("VACUUM FULL cache_rows")
-    return max(before - connection.execute(_POSTGRES_SIZE).scalar_one(), 0)
+    return max(before - connection.exec_driver_sql(_POSTGRES_SIZE).scalar_one(), 0)
 
 
 def _optimize_mysql(connection: Connection, target: str) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from .models import KEY_MAX_LENGTH
-
 __all__ = [
+    "KEY_MAX_LENGTH",
     "MAX_TTL_SECONDS",
     "check_key",
     "check_payload",
@@ -21,6 +20,10 @@ __all__ = [
     "decode_headers",
 ]
 
+#: Longest ``backend`` or ``signature`` accepted, in characters. Both key columns
+#: together must fit one index entry on every engine: 2 x 255 x 4 bytes (utf8mb4)
+#: is within MariaDB/MySQL's 3072-byte and PostgreSQL's ~2700-byte B-tree limits.
+KEY_MAX_LENGTH = 255
 #: Longest TTL accepted (~146 billion years): ``now + ttl`` must fit the 64-bit
 #: ``expires_at`` column of every engine.
 MAX_TTL_SECONDS = 2**62

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from sourcefiles import REPO_ROOT
 
-from animedex_store.engine import URL_ENV_VAR, open_engine
+from animedex_store.engine import open_engine
 from animedex_store.schema import alembic_config
+from animedex_store.targets import URL_ENV_VAR
 
 __all__ = ["REPO_ROOT", "ALEMBIC", "run_alembic", "migrate_file", "revisions"]
 

@@ -25,8 +25,8 @@ from legacy import SeedState, write_seed_file
 from animedex_store import CacheRepository, default_cache_path
 from animedex_store.cli import cli
 from animedex_store.clock import FrozenClock
-from animedex_store.engine import URL_ENV_VAR
 from animedex_store.schema import HEAD_REVISION, alembic_config
+from animedex_store.targets import URL_ENV_VAR
 
 COMMANDS = ("selftest", "info", "upgrade", "purge")
 SECRET_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"  # nothing listens on port 1

@@ -13,7 +13,7 @@ from test_cli import CENTURY, PAST, assert_one_error_line, invoke, invoke_json
 
 from animedex_store import CacheRepository, cli
 from animedex_store.clock import FrozenClock
-from animedex_store.engine import URL_ENV_VAR
+from animedex_store.targets import URL_ENV_VAR
 
 COMMANDS = ("stats", "get", "delete", "clear", "vacuum")
 BINARY = b'\x00\xff{"binary": true}\r\n\x00'  # no trailing newline may be added or lost

@@ -14,14 +14,17 @@ from pathlib import Path
 from animedex_store import CacheRepository
 
 PROBE = """
-import json, sys
-from sqlalchemy import Engine, event
+import json, sqlite3, sys
 
 statements = []
+_connect = sqlite3.connect
 
-@event.listens_for(Engine, "connect")
-def _trace(dbapi_connection, _record):
-    dbapi_connection.set_trace_callback(statements.append)
+def _traced_connect(*args, **kwargs):
+    connection = _connect(*args, **kwargs)
+    connection.set_trace_callback(statements.append)
+    return connection
+
+sqlite3.connect = _traced_connect  # every connection, whether SQLAlchemy opens it or not
 
 from animedex_store import CacheRepository
 
@@ -32,15 +35,15 @@ heavy = sys.argv[2].split(",")
 imported = sorted(name for name in sys.modules if any(name == h or name.startswith(h + ".") for h in heavy))
 print(json.dumps({"opening": opening, "imported": imported}))
 """
-#: Modules the SQLite fast path has no use for: validation of models, the CLI,
-#: the default-path lookup (a path was given) and the server dialects and drivers.
+#: Modules the SQLite fast path has no use for: SQLAlchemy and Alembic (SPEC §8), validation
+#: of models, the CLI, the default-path lookup (a path was given) and the server drivers.
 NOT_ON_THE_FAST_PATH = [
+    "sqlalchemy",
+    "alembic",
     "pydantic",
     "click",
     "animedex_store.cli",
     "platformdirs",
-    "sqlalchemy.dialects.mysql",
-    "sqlalchemy.dialects.postgresql",
     "psycopg",
     "pymysql",
 ]
@@ -71,6 +74,6 @@ def test_opening_an_up_to_date_file_costs_one_query_and_no_heavy_imports(tmp_pat
 def test_the_probe_sees_a_migration_and_an_import(tmp_path: Path) -> None:
     """The same probe on a new file: the open migrates (many statements) and the
     probe reports a module that is imported, so the checks above can fail."""
-    probe = _probe(tmp_path / "new.sqlite", [*NOT_ON_THE_FAST_PATH, "sqlalchemy.dialects.sqlite"])
+    probe = _probe(tmp_path / "new.sqlite", NOT_ON_THE_FAST_PATH)
     assert len([sql for sql in probe["opening"] if not sql.startswith("PRAGMA")]) > 1
-    assert "sqlalchemy.dialects.sqlite" in probe["imported"]
+    assert {"sqlalchemy", "alembic"} <= set(probe["imported"])

@@ -33,8 +33,8 @@ from reliability import (
 )
 
 from animedex_store import CacheRepository
-from animedex_store.engine import remove_sqlite_file
 from animedex_store.schema import HEAD_REVISION
+from animedex_store.sqlite_file import remove_sqlite_file
 
 pytestmark = pytest.mark.slow
 

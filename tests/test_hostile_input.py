@@ -165,7 +165,7 @@ _SQL_START = re.compile(
 )
 # The reviewed exceptions: (file, interpolated expression) -> why it is not user input.
 ALLOWED_INTERPOLATIONS = {
-    ("animedex_store/engine.py", "busy_timeout_ms"): "int(timeout * 1000), computed in the hook",
+    ("animedex_store/sqlite_file.py", "busy_timeout_ms"): "int(timeout * 1000), computed beside it",
     ("animedex_store/engine.py", "mode"): "our execution option: '' or 'IMMEDIATE'",
     ("animedex_store/schema.py", "name"): "a constant SQL expression defined beside it",
     ("animedex_store/sandbox.py", "quoted"): "a name sandbox() generates, quoted by the dialect",
