@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from .errors import StoreError, store_error
 from .sqltext import Compiled
@@ -63,7 +63,8 @@ class SharedSqliteConnection(Connections):
     def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         with self.lock:
             try:
-                return self.conn.execute(statement.sql, statement.bind(values)).fetchone()
+                row: Sequence[Any] | None = self.conn.execute(statement.sql, statement.bind(values)).fetchone()
+                return row
             except sqlite3.Error as exc:
                 raise store_error(exc, self.target) from exc
 
@@ -114,10 +115,23 @@ class ClosedConnections(Connections):
     def __init__(self, target: str) -> None:
         self.target = target
 
-    def _closed(self, *_args: Any) -> Any:
+    def _refuse(self) -> NoReturn:
         raise StoreError(f"the repository on {self.target} is closed", target=self.target)
 
-    fetchone = fetchall = execute = executemany = vacuum = _closed
+    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        self._refuse()
+
+    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        self._refuse()
+
+    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+        self._refuse()
+
+    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+        self._refuse()
+
+    def vacuum(self) -> int | None:
+        self._refuse()
 
     def close(self) -> None:
         pass

@@ -11,10 +11,12 @@ get pre-ping pools.
 from __future__ import annotations
 
 import errno
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -128,7 +130,7 @@ def _install_sqlite_hooks(engine: Engine, timeout: float) -> None:
     engine._animedex_hooks = True  # type: ignore[attr-defined]
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         sqlite_file.configure(dbapi_connection, timeout)
 
     _take_transaction_control(engine)
@@ -136,7 +138,7 @@ def _install_sqlite_hooks(engine: Engine, timeout: float) -> None:
 
 def _take_transaction_control(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:
+    def _on_begin(connection: Connection) -> None:
         # schema.schema_lock asks for IMMEDIATE: take the write lock up front so
         # the check-then-migrate sequence cannot be interleaved by another writer.
         mode = connection.get_execution_options().get("animedex_sqlite_begin", "")
@@ -151,6 +153,6 @@ def enable_wal(store: StoreEngine) -> None:
     # and the journal mode cannot change inside one.
     raw = store.engine.raw_connection()
     try:
-        sqlite_file.enable_wal(raw.driver_connection)
+        sqlite_file.enable_wal(cast(sqlite3.Connection, raw.driver_connection))
     finally:
         raw.close()

@@ -38,7 +38,7 @@ PURGE_BATCH = 1_000
 GET_MANY_CHUNK = 512
 
 
-def _pairs(items: object) -> Iterator[tuple[object, object]]:
+def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
     """``(signature, payload)`` pairs from an iterable, refusing anything else with ``TypeError``."""
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise TypeError(
@@ -172,7 +172,7 @@ class CacheRepository:
         """
         check_key("backend", backend)
         pairs = items.items() if isinstance(items, Mapping) else _pairs(items)
-        payloads = {}
+        payloads: dict[str, bytes] = {}
         for signature, payload in pairs:
             check_key("signature", signature)
             payloads[signature] = check_payload(payload)
@@ -236,7 +236,8 @@ class CacheRepository:
         row = self._db.fetchone(self._sql.get, (backend, signature))
         if row is None or row[1] <= self._now():
             return None
-        return row[0]
+        payload: bytes = row[0]
+        return payload
 
     def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
         """``{signature: payload}`` of the live rows among ``signatures`` (missing and expired left out)."""
@@ -254,7 +255,8 @@ class CacheRepository:
             # Pad to a power of two by repeating a key: a handful of compiled variants serve every size.
             size = 1 << (len(chunk) - 1).bit_length()
             chunk += chunk[-1:] * (size - len(chunk))
-            found.update(self._db.fetchall(self._sql.get_many(size), (backend, *chunk, now)))
+            rows = self._db.fetchall(self._sql.get_many(size), (backend, *chunk, now))
+            found.update((signature, payload) for signature, payload in rows)
         return found
 
     def get_with_meta(self, backend: str, signature: str, *, allow_stale: bool = False) -> CachedResponse | None:

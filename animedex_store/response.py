@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Optional
 
 __all__ = ["CachedResponse"]
 
 _new_tuple = tuple.__new__
 
 
-class CachedResponse(tuple):
+# Optional, not `| None`: the base class is evaluated at run time, also on Python 3.9.
+class CachedResponse(tuple[bytes, dict[str, str], Optional[datetime]]):
     """What ``get_with_meta`` returns: ``(payload, headers, fetched_at)`` plus freshness.
 
     It *is* the seed's 3-tuple: ``payload, headers, fetched_at = result`` still

@@ -12,7 +12,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -55,7 +55,7 @@ def sandbox(url: str | URL) -> Iterator[str]:
         engine.dispose()
 
 
-def _run(engine, statement: str) -> None:
+def _run(engine: Engine, statement: str) -> None:
     try:
         with engine.begin() as connection:
             connection.exec_driver_sql(statement)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.engine import Inspector
 
 from .engine import StoreEngine, enable_wal, open_engine
 from .errors import (
@@ -231,7 +232,7 @@ def _refuse_unknown_revisions(connection: Connection, target: str) -> None:
         )
 
 
-def _seed_revision(connection: Connection, inspector, tables: set[str], target: str) -> str:
+def _seed_revision(connection: Connection, inspector: Inspector, tables: set[str], target: str) -> str:
     """The revision matching a seed-written file: ``0002`` only for a complete v2."""
     columns = {column["name"] for column in inspector.get_columns("cache_rows")} if "cache_rows" in tables else set()
     meta_columns = (

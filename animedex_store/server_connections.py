@@ -12,14 +12,19 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
+import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .connections import Connections, SharedSqliteConnection
 from .engine import StoreEngine
 from .errors import StoreError, UnstorableValueError, is_deadlock, store_error
 from .sqltext import Compiled
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine.interfaces import DBAPIConnection
 
 __all__ = ["PooledConnections", "HeldServerConnections", "DEADLOCK_ATTEMPTS", "connections_for"]
 
@@ -41,7 +46,7 @@ class PooledConnections(Connections):
         self.target = store.target
         self._error = store.engine.dialect.loaded_dbapi.Error
 
-    def _run(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
+    def _run(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None) -> Any:
         for attempt in itertools.count(1):
             try:
                 return self._once(statement, values, many=many, commit=commit, fetch=fetch)
@@ -52,7 +57,7 @@ class PooledConnections(Connections):
             # A random pause keeps the same pair of writers from colliding again at once.
             time.sleep(random.uniform(0, 0.005 * attempt))
 
-    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
+    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None) -> Any:
         """One try on one pooled connection; driver errors propagate untranslated."""
         try:
             raw = self._engine.raw_connection()
@@ -100,23 +105,28 @@ class PooledConnections(Connections):
         try:
             cursor = raw.cursor()
             cursor.execute("SELECT @@max_allowed_packet")
-            return int(cursor.fetchone()[0])
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
         except self._error:
             return None
         finally:
             raw.close()
 
     def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        return self._run(statement, values, many=False, commit=False, fetch="one")
+        row: Sequence[Any] | None = self._run(statement, values, many=False, commit=False, fetch="one")
+        return row
 
     def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        return self._run(statement, values, many=False, commit=False, fetch="all")
+        rows: list[Sequence[Any]] = self._run(statement, values, many=False, commit=False, fetch="all")
+        return rows
 
     def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
-        return self._run(statement, values, many=False, commit=True, fetch=None)
+        count: int = self._run(statement, values, many=False, commit=True, fetch=None)
+        return count
 
     def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        return self._run(statement, rows, many=True, commit=True, fetch=None)
+        count: int = self._run(statement, rows, many=True, commit=True, fetch=None)
+        return count
 
     def vacuum(self) -> int | None:
         from .vacuum import vacuum_server
@@ -147,7 +157,7 @@ class HeldServerConnections(PooledConnections):
         self._idle: list[_Held] = []  # list.pop/append are atomic: no lock needed
         self._closed = False
 
-    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None):
+    def _once(self, statement: Compiled, values: Sequence[Any], *, many: bool, commit: bool, fetch: str | None) -> Any:
         try:
             held, reused = self._idle.pop(), True
         except IndexError:
@@ -169,13 +179,13 @@ class HeldServerConnections(PooledConnections):
     def _fresh(self) -> _Held:
         try:
             raw = self._engine.raw_connection()
-            self._engine.dialect.set_isolation_level(raw.dbapi_connection, "AUTOCOMMIT")
+            self._engine.dialect.set_isolation_level(cast("DBAPIConnection", raw.dbapi_connection), "AUTOCOMMIT")
             # The cursor is kept too: making one costs psycopg ~5 µs, a tenth of a get.
             return _Held(raw, raw.cursor())
         except Exception as exc:
             raise store_error(exc, self.target) from exc
 
-    def _run_on(self, cursor: Any, statement: Compiled, values: Sequence[Any], *, many: bool, fetch: str | None):
+    def _run_on(self, cursor: Any, statement: Compiled, values: Sequence[Any], *, many: bool, fetch: str | None) -> Any:
         if not many:
             cursor.execute(statement.sql, statement.bind(values))
             return cursor.fetchone() if fetch == "one" else cursor.fetchall() if fetch == "all" else cursor.rowcount
@@ -216,9 +226,9 @@ class _Held(NamedTuple):
     cursor: Any
 
 
-def _is_disconnect(engine, exc: BaseException, raw: Any) -> bool:
+def _is_disconnect(engine: Engine, exc: BaseException, raw: Any) -> bool:
     # psycopg's dialect can tell only by looking at the connection (closed or broken).
-    return bool(engine.dialect.is_disconnect(exc, raw.dbapi_connection, None))
+    return bool(engine.dialect.is_disconnect(cast(Any, exc), raw.dbapi_connection, None))
 
 
 def connections_for(store: StoreEngine) -> Connections:
@@ -230,5 +240,5 @@ def connections_for(store: StoreEngine) -> Connections:
             pooled.close()
             store.dispose()
 
-        return SharedSqliteConnection(pooled.driver_connection, store.target, release)
+        return SharedSqliteConnection(cast(sqlite3.Connection, pooled.driver_connection), store.target, release)
     return HeldServerConnections(store) if store.owns_engine else PooledConnections(store)

@@ -20,7 +20,9 @@ from .sqlite_file import remove_sqlite_file
 
 __all__ = ["SqliteCache", "default_ttl_seconds", "default_cache_path", "selftest"]
 
-_utcnow = lambda: datetime.now(timezone.utc)  # noqa: E731 - patched in tests
+
+def _utcnow() -> datetime:  # patched in tests
+    return datetime.now(timezone.utc)
 
 
 def _user_cache_dir() -> str:  # patched in tests

@@ -16,14 +16,17 @@ regenerate that module (a test fails until you do)::
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Dialect, bindparam, case, delete, func, literal_column, select, tuple_
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy import Dialect, Table, bindparam, case, delete, func, literal_column, select, tuple_
+from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 
 from .models import CacheRow
 from .repository import GET_MANY_CHUNK
@@ -31,13 +34,13 @@ from .sqltext import Compiled, InOrder
 
 __all__ = ["Compiled", "Statements", "FROZEN_STATEMENTS", "GET_MANY_SIZES", "render_sqlite_module"]
 
-_rows = CacheRow.__table__
+_rows = cast(Table, CacheRow.__table__)
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
 _live = _rows.c.expires_at > bindparam("now")
 _expired = _rows.c.expires_at <= bindparam("now")
 _payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite reads no overflow page for it
 # Constants as SQL literals, not bound parameters: callers bind only the values they pass.
-_ZERO = literal_column("0")
+_ZERO: ColumnElement[int] = literal_column("0")
 _with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at)
 _KEY = ("backend", "signature")
 _VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
@@ -45,8 +48,8 @@ _VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_heade
 
 def _compile(statement: ClauseElement, dialect: Dialect, names: Sequence[str]) -> Compiled:
     """Compile ``statement``; ``names`` is the order callers pass values in."""
-    compiled = statement.compile(dialect=dialect)
-    if compiled.positional:
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+    if compiled.positional and compiled.positiontup is not None:
         order = [names.index(name) for name in compiled.positiontup]
         return Compiled(compiled.string, tuple if order == list(range(len(names))) else InOrder(*order))
     return Compiled(compiled.string, lambda values: dict(zip(names, values)))
@@ -54,24 +57,23 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: Sequence[str]) -
 
 def _upsert(dialect: Dialect) -> ClauseElement:
     """One-statement insert-or-replace: no read-modify-write race between writers."""
-    values = {name: bindparam(name) for name in _VALUE_NAMES}
+    values: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in _VALUE_NAMES}
     replaced = ("payload", "expires_at", "response_headers", "fetched_at")
     if dialect.name in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert as mysql_insert
 
-        statement = mysql_insert(_rows).values(values)
-        return statement.on_duplicate_key_update({name: statement.inserted[name] for name in replaced})
-    if dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert_insert
-    elif dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as upsert_insert
-    else:
+        inserted = mysql_insert(_rows).values(values)
+        return inserted.on_duplicate_key_update({name: inserted.inserted[name] for name in replaced})
+    if dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"animedex-store does not support the {dialect.name} dialect")
-    statement = upsert_insert(_rows).values(values)
-    return statement.on_conflict_do_update(
+    # PostgreSQL's and SQLite's insert() spell ON CONFLICT alike.
+    dialect_insert = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}").insert
+    statement = dialect_insert(_rows).values(values)
+    upsert: ClauseElement = statement.on_conflict_do_update(
         index_elements=[_rows.c.backend, _rows.c.signature],
         set_={name: statement.excluded[name] for name in replaced},
     )
+    return upsert
 
 
 def _purge_batch() -> ClauseElement:

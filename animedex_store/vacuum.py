@@ -64,9 +64,10 @@ def _sqlite_size(db: Connections) -> int:
 
 
 def _vacuum_postgresql(connection: Connection) -> int:
-    before = connection.exec_driver_sql(_POSTGRES_SIZE).scalar_one()
+    before: int = connection.exec_driver_sql(_POSTGRES_SIZE).scalar_one()
     connection.exec_driver_sql("VACUUM FULL cache_rows")
-    return max(before - connection.exec_driver_sql(_POSTGRES_SIZE).scalar_one(), 0)
+    after: int = connection.exec_driver_sql(_POSTGRES_SIZE).scalar_one()
+    return max(before - after, 0)
 
 
 def _optimize_mysql(connection: Connection, target: str) -> None:
