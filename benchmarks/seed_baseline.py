@@ -1,25 +1,37 @@
 """The seed's cache, as a baseline: raw ``sqlite3`` with the seed's exact SQL.
 
 Schema creation, migration, ``set``, ``get`` and ``purge_expired`` are copied
-from the seed (``/work/shared/seeds/000_8787b42b3a0c9bbc.txt``). The seed's page
+from the seed (``shared/seeds/000_8787b42b3a0c9bbc.txt``, in the ``shared``
+folder beside this project; SPEC.md names it). The seed's page
 omits the bodies of ``set_with_meta`` and ``get_with_meta``, which ``set`` and
 ``get`` delegate to; they are written here the obvious way from what the page
 documents: an ``INSERT OR REPLACE`` of all six columns followed by ``commit()``,
 and a ``SELECT`` by key whose expiry is checked against the clock, whose headers
 JSON is parsed and whose ``fetched_at`` becomes an aware datetime.
+
+The module imports at module level what the seed's module imports (``json``,
+``os``, ``sqlite3``, ``threading``, ``datetime``, ``pathlib``, ``typing`` and
+``platformdirs``), so a fresh process importing it pays the seed's import cost:
+the cold-start benchmark (:mod:`benchmarks.startup`) compares against that.
+Like the seed, ``SeedCache()`` with no path opens the default cache file.
 """
 
 from __future__ import annotations
 
 import json
+import os  # noqa: F401 - imported as the seed's module does (its selftest removes files with it)
 import sqlite3
 import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Dict, Optional, Tuple, Union  # noqa: F401, UP035 - imported as the seed's module does
+
+from platformdirs import user_cache_dir
 
 __all__ = [
     "SeedCache",
+    "default_cache_path",
     "SEED_SCHEMA",
     "SEED_SCHEMA_V1",
     "SEED_CACHE_META_SCHEMA",
@@ -28,6 +40,7 @@ __all__ = [
 ]
 
 _utcnow = lambda: datetime.now(timezone.utc)  # noqa: E731 - the seed's clock indirection
+_user_cache_dir = lambda: user_cache_dir("animedex")  # noqa: E731 - the seed's cache-dir indirection
 
 SEED_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS cache_rows (
@@ -60,11 +73,16 @@ _SELECT_SQL = (
 )
 
 
-class SeedCache:
-    """The seed's ``SqliteCache`` on ``path``."""
+def default_cache_path() -> Path:
+    """The seed's default file: ``_user_cache_dir() / "cache.sqlite"``."""
+    return Path(_user_cache_dir()) / "cache.sqlite"
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+
+class SeedCache:
+    """The seed's ``SqliteCache`` on ``path`` (``None``: :func:`default_cache_path`)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")

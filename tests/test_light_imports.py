@@ -1,0 +1,268 @@
+"""On an up-to-date SQLite file the package runs on the standard library alone (SPEC §8, issue #10).
+
+Every check runs in a fresh interpreter (:mod:`fresh_interpreter`) and looks at
+``sys.modules`` afterwards: none of ``sqlalchemy``, ``alembic``, ``pydantic``
+and ``click`` may be loaded by the imports, by opening an up-to-date file
+however it is named, or by any fast-path operation, through ``CacheRepository``
+and the drop-in ``animedex_store.sqlite.SqliteCache`` alike. ``set_model`` /
+``get_model`` may load pydantic (the caller already has it), ``animedex-store
+get`` may load click. The last test shows the probe can fail: a new file is
+created through Alembic, and the probe sees it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dbfiles import rows
+from fresh_interpreter import HEAVY, PRELUDE, URL_ENV_VAR, child_env, run_fresh
+
+from animedex_store import CacheRepository
+
+LIGHT_MODULES = ["animedex_store", "animedex_store.sqlite", "animedex_store.errors", "animedex_store.testing"]
+OPENERS = ["CacheRepository", "SqliteCache"]
+
+
+@pytest.fixture
+def at_head(tmp_path: Path) -> Path:
+    """A SQLite file already at head, made in this process (where SQLAlchemy may load)."""
+    path = tmp_path / "cache.sqlite"
+    CacheRepository(path).close()
+    return path
+
+
+@pytest.mark.parametrize("module", LIGHT_MODULES)
+def test_importing_loads_no_heavy_package(tmp_path: Path, module: str) -> None:
+    loaded = run_fresh(f"import {module}\nprint(json.dumps(heavy_loaded()))", cwd=tmp_path)
+    assert loaded == []
+
+
+# Opens the target described by argv (opener, how, value), runs every fast-path
+# operation and records, after each, which heavy packages are loaded.
+OPERATIONS = """
+import sqlite3
+from pathlib import Path
+
+opener, how, value = sys.argv[1:4]
+after = {}
+results = {}
+
+
+def step(name, result=None):
+    after[name] = heavy_loaded()
+    results[name] = result
+
+
+if opener == "CacheRepository":
+    from animedex_store import CacheRepository as Open
+else:
+    from animedex_store.sqlite import SqliteCache as Open
+step("import")
+args = {"path": (Path(value),), "str": (value,), "url": (value,), "none": ()}[how]
+cache = Open(*args)
+step("open")
+step("get (miss)", cache.get("anilist", "k1"))
+step("set", cache.set("anilist", "k1", b"one", ttl_seconds=3600))
+step("get", cache.get("anilist", "k1").decode())
+step("set_with_meta", cache.set_with_meta("anilist", "k2", b"two", response_headers={"etag": "2"}, ttl_seconds=3600))
+payload, headers, fetched_at = cache.get_with_meta("anilist", "k2")
+step("get_with_meta", [payload.decode(), headers, fetched_at.utcoffset().total_seconds()])
+step("set_many", cache.set_many("anilist", {"k3": b"three", "k4": b"four"}, ttl_seconds=3600))
+many = cache.get_many("anilist", ["k1", "k3", "k4", "missing"])
+step("get_many", {signature: payload.decode() for signature, payload in many.items()})
+step("delete", cache.delete("anilist", "k3"))
+cache.set("jikan", "expired", b"x", ttl_seconds=0)
+step("purge_expired", cache.purge_expired())
+stats = cache.stats()
+step("stats", [stats.rows, stats.expired_rows, sorted(stats.backends)])
+if opener == "SqliteCache":
+    # animedex's own tests read rows through the seed's private attributes.
+    with cache._lock:
+        row = cache._conn.execute(
+            "SELECT payload FROM cache_rows WHERE backend = ? AND signature = ?", ("anilist", "k1")
+        ).fetchone()
+    step("_conn", [isinstance(cache._conn, sqlite3.Connection), row[0].decode()])
+step("clear", cache.clear())
+cache.set("anilist", "after-clear", b"kept", ttl_seconds=3600)
+step("close", cache.close())
+print(json.dumps({"after": after, "results": results}))
+"""
+EXPECTED_RESULTS = {
+    "import": None,
+    "open": None,
+    "get (miss)": None,
+    "set": None,
+    "get": "one",
+    "set_with_meta": None,
+    "get_with_meta": ["two", {"etag": "2"}, 0.0],
+    "set_many": None,
+    "get_many": {"k1": "one", "k3": "three", "k4": "four"},
+    "delete": True,
+    "purge_expired": 1,
+    "stats": [3, 0, ["anilist"]],
+    "clear": 3,
+    "close": None,
+}
+
+
+def _run_operations(cwd: Path, opener: str, how: str, value: str, env: dict[str, str] | None = None) -> dict:
+    return run_fresh(OPERATIONS, opener, how, value, cwd=cwd, env=env)
+
+
+def _assert_light_and_correct(probe: dict, opener: str) -> None:
+    expected = dict(EXPECTED_RESULTS)
+    if opener == "SqliteCache":
+        expected["_conn"] = [True, "one"]
+    assert probe["after"] == {step: [] for step in expected}  # step -> heavy packages loaded by then
+    assert probe["results"] == expected
+
+
+def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point the user cache directory into ``tmp_path`` here and in the children; returns their environment."""
+    home = {
+        "HOME": str(tmp_path / "home"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+        "LOCALAPPDATA": str(tmp_path / "local-app-data"),
+    }
+    for name, value in home.items():
+        monkeypatch.setenv(name, value)
+    return child_env(**home)
+
+
+# SqliteCache(path) takes a file path, as the seed's did; CacheRepository also takes a URL.
+OPENINGS = [("CacheRepository", "path"), ("CacheRepository", "str"), ("CacheRepository", "url")]
+OPENINGS += [("SqliteCache", "path"), ("SqliteCache", "str")]
+
+
+@pytest.mark.parametrize(("opener", "how"), OPENINGS)
+def test_every_operation_on_an_up_to_date_file_loads_no_heavy_package(
+    tmp_path: Path, at_head: Path, opener: str, how: str
+) -> None:
+    value = f"sqlite:///{at_head}" if how == "url" else str(at_head)
+    probe = _run_operations(tmp_path, opener, how, value)
+    _assert_light_and_correct(probe, opener)
+    assert [row[:3] for row in rows(at_head)] == [("anilist", "after-clear", b"kept")]  # the file we made
+
+
+def test_none_with_the_url_variable_set_loads_no_heavy_package(tmp_path: Path, at_head: Path) -> None:
+    probe = _run_operations(tmp_path, "CacheRepository", "none", "", env=child_env(**{URL_ENV_VAR: str(at_head)}))
+    _assert_light_and_correct(probe, "CacheRepository")
+    assert [row[:3] for row in rows(at_head)] == [("anilist", "after-clear", b"kept")]
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_none_resolving_to_the_default_file_loads_no_heavy_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
+) -> None:
+    env = _private_home(tmp_path, monkeypatch)
+    from animedex_store import default_cache_path
+
+    path = default_cache_path()
+    if tmp_path not in path.parents:
+        pytest.skip(f"the user cache directory does not follow HOME/XDG_CACHE_HOME/LOCALAPPDATA here: {path}")
+    CacheRepository(path).close()
+    probe = _run_operations(tmp_path, opener, "none", "", env=env)
+    _assert_light_and_correct(probe, opener)
+    assert [row[:3] for row in rows(path)] == [("anilist", "after-clear", b"kept")]
+
+
+MODELS = """
+from pydantic import BaseModel
+
+if sys.argv[1] == "CacheRepository":
+    from animedex_store import CacheRepository as Open
+else:
+    from animedex_store.sqlite import SqliteCache as Open
+
+
+class Media(BaseModel):
+    id: int
+    title: str
+
+
+cache = Open(sys.argv[2])
+cache.set_model("anilist", "media:1", Media(id=1, title="Sousou no Frieren"), ttl_seconds=3600)
+found = cache.get_model("anilist", "media:1", Media)
+cache.close()
+print(json.dumps({"loaded": heavy_loaded(), "found": found.model_dump()}))
+"""
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_models_load_pydantic_only(tmp_path: Path, at_head: Path, opener: str) -> None:
+    probe = run_fresh(MODELS, opener, str(at_head), cwd=tmp_path)
+    assert probe == {"loaded": ["pydantic"], "found": {"id": 1, "title": "Sousou no Frieren"}}
+
+
+# `animedex-store get` in-process: stdout is the payload, the modules go to a file.
+CLI_GET = """
+from animedex_store.cli import cli
+
+try:
+    cli.main(["get", "anilist", "media:1", "--url", sys.argv[2]], prog_name="animedex-store", standalone_mode=False)
+finally:
+    sys.stdout.flush()
+    with open(sys.argv[1], "w") as out:
+        json.dump(heavy_loaded(), out)
+"""
+
+
+def test_cli_get_on_an_up_to_date_file_loads_click_only(tmp_path: Path, at_head: Path) -> None:
+    payload = b'{"data": {"Media": {"id": 1}}}\x00\xff not UTF-8'
+    with CacheRepository(at_head) as repository:
+        repository.set("anilist", "media:1", payload, ttl_seconds=3600)
+    modules = tmp_path / "modules.json"
+    result = subprocess.run(
+        [sys.executable, "-c", PRELUDE + CLI_GET, str(modules), str(at_head)],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.stdout == payload  # byte for byte, no newline added
+    assert modules.read_text() == '["click"]'
+
+
+PLUGIN_USER_TESTS = f"""
+import sys
+
+HEAVY = {HEAVY!r}
+
+
+def heavy_loaded():
+    return sorted(h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in list(sys.modules)))
+
+
+def test_first_a_test_without_the_fixture_sees_no_heavy_package(pytestconfig):
+    assert pytestconfig.pluginmanager.has_plugin("animedex_store")  # from the pytest11 entry point
+    assert "sqlalchemy" not in sys.modules
+    assert heavy_loaded() == []
+
+
+def test_then_the_fixtures_work(cache_repository, frozen_clock):
+    cache_repository.set("anilist", "media:1", b"payload", ttl_seconds=60)
+    assert cache_repository.get("anilist", "media:1") == b"payload"
+    frozen_clock.advance(60)
+    assert cache_repository.get("anilist", "media:1") is None
+"""
+
+
+def test_the_pytest_plugin_registers_without_heavy_packages(pytester: pytest.Pytester) -> None:
+    """An application's test run with the package installed and no conftest: the plugin comes from
+    its entry point; pytest-alembic (which imports SQLAlchemy itself) is kept out if installed."""
+    pytester.makepyfile(test_application=PLUGIN_USER_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:pytest_alembic", timeout=120)
+    result.assert_outcomes(passed=2)
+
+
+def test_the_probe_sees_the_migration_path_on_a_new_file(tmp_path: Path) -> None:
+    """Control: the same probe on a file that does not exist yet. Creating it migrates through
+    Alembic, so SQLAlchemy and Alembic load, and the probe says so."""
+    path = tmp_path / "new" / "cache.sqlite"
+    probe = _run_operations(tmp_path, "CacheRepository", "path", str(path))
+    assert {"sqlalchemy", "alembic"} <= set(probe["after"]["open"])
+    assert probe["results"] == EXPECTED_RESULTS
