@@ -6,12 +6,15 @@ Importing it loads the standard library only (SPEC §8); ``BackendStats`` and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 from .paths import default_cache_path, default_ttl_seconds
 from .repository import CacheRepository
 from .response import CachedResponse
+
+if TYPE_CHECKING:  # type checkers see the real classes; at run time __getattr__ imports them
+    from .results import BackendStats, CacheStats
 
 __all__ = [
     "BackendStats",
