@@ -202,20 +202,9 @@ class Statements:
 _SHARED: dict[tuple[Any, ...], Statements] = {}
 
 
-#: The statements frozen as SQLite text, by attribute name (``get_many`` is frozen at every size it is asked for).
-FROZEN_STATEMENTS = (
-    "get",
-    "get_with_meta",
-    "upsert",
-    "purge_expired",
-    "delete",
-    "clear",
-    "clear_backend",
-    "stats",
-    "payload_size",
-    "payload_total",
-    "eviction_batch",
-)
+#: The statements frozen as SQLite text: every single statement of :class:`Statements`, in
+#: the order it declares them (``get_many`` is frozen at each of :data:`GET_MANY_SIZES`).
+FROZEN_STATEMENTS = tuple(name for name, member in vars(Statements).items() if isinstance(member, cached_property))
 #: The sizes ``get_many`` pads its chunks to: the powers of two up to the repository's chunk.
 GET_MANY_SIZES = tuple(1 << power for power in range(GET_MANY_CHUNK.bit_length()))
 _FROZEN_MODULE = Path(__file__).with_name("sqlite_statements.py")
