@@ -12,10 +12,12 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Dialect, Integer, LargeBinary, String, Text
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["ExactKey", "Payload", "EpochSeconds"]
+__all__ = ["ExactKey", "Payload", "EpochSeconds", "EpochMillis"]
 
 #: Whole epoch seconds: the seed's INTEGER on SQLite (already 64-bit), BIGINT on the servers.
 EpochSeconds = BigInteger().with_variant(Integer(), "sqlite")
+#: Whole epoch milliseconds (leases of a few seconds need better than a second): the same DDL.
+EpochMillis = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ExactKey(TypeDecorator[str]):

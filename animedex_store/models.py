@@ -1,4 +1,4 @@
-"""The two tables of the cache, declared once with typed SQLAlchemy 2 mappings.
+"""The tables of the cache, declared once with typed SQLAlchemy 2 mappings.
 
 No engine and no I/O here. The revision scripts in ``alembic/versions`` describe
 each schema step on their own; ``alembic check`` proves these models and a
@@ -10,10 +10,13 @@ from __future__ import annotations
 from sqlalchemy import MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .coltypes import EpochSeconds, ExactKey, Payload
+from .coltypes import EpochMillis, EpochSeconds, ExactKey, Payload
 from .validation import KEY_MAX_LENGTH
 
-__all__ = ["Base", "CacheRow", "CacheMeta", "KEY_MAX_LENGTH", "SCHEMA_VERSION"]
+__all__ = ["Base", "CacheRow", "CacheMeta", "CacheLock", "KEY_MAX_LENGTH", "HOLDER_MAX_LENGTH", "SCHEMA_VERSION"]
+
+#: Longest ``cache_locks.holder``: a claim's random token (32 hex digits today).
+HOLDER_MAX_LENGTH = 64
 
 #: Value kept in ``cache_meta.schema_version`` so the seed's own code, opening a
 #: file we migrated, sees its v2 columns and does not try to add them again.
@@ -62,3 +65,21 @@ class CacheMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64).with_variant(Text(), "sqlite"), primary_key=True)
     value: Mapped[str] = mapped_column(Text())
+
+
+class CacheLock(Base):
+    """A claim on a key by one ``get_or_fetch`` call (revision 0004): who fetches it, and until when.
+
+    Keyed exactly like :class:`CacheRow`. A claim whose ``lease_until`` has
+    passed no longer blocks anyone: the next caller takes it over.
+    """
+
+    __tablename__ = "cache_locks"
+    __table_args__ = {"sqlite_with_rowid": False}  # like cache_rows: the key is the table
+
+    backend: Mapped[str] = mapped_column(KeyType, primary_key=True)
+    signature: Mapped[str] = mapped_column(KeyType, primary_key=True)
+    # A random token per claim, compared exactly: only its holder releases a claim.
+    holder: Mapped[str] = mapped_column(ExactKey(HOLDER_MAX_LENGTH))
+    # Epoch milliseconds by the claimer's clock.
+    lease_until: Mapped[int] = mapped_column(EpochMillis)

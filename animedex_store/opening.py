@@ -27,7 +27,7 @@ from .targets import Target, resolve_target
 __all__ = ["HEAD_REVISION", "VERSION_TABLE", "open_database", "sqlite_database", "read_revision"]
 
 #: The newest revision in ``alembic/versions``; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 VERSION_TABLE = "alembic_version"
 _READ_REVISION = f"SELECT version_num FROM {VERSION_TABLE}"  # constant SQL
 

@@ -49,7 +49,7 @@ __all__ = [
 
 SEED_V1_COLUMNS = frozenset({"backend", "signature", "payload", "expires_at"})
 SEED_V2_COLUMNS = frozenset({"response_headers", "fetched_at"})
-OUR_TABLES = frozenset({"cache_rows", "cache_meta", VERSION_TABLE})
+OUR_TABLES = frozenset({"cache_rows", "cache_meta", "cache_locks", VERSION_TABLE})
 
 # Seconds a MariaDB/MySQL process waits for another one's migration.
 SERVER_LOCK_TIMEOUT_SECONDS = 300

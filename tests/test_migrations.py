@@ -119,6 +119,23 @@ def test_without_rowid_survives_downgrade_to_the_first_revision_and_back(
     assert rows(path) == [(*row[:4], None, None) for row in before]
 
 
+def test_cache_locks_is_keyed_like_cache_rows_and_leaves_on_downgrade(tmp_path: Path) -> None:
+    """Revision 0004: claims keyed like the rows (WITHOUT ROWID too); its downgrade drops them, rows kept."""
+    path = tmp_path / "cache.sqlite"
+    with CacheRepository(path, clock=FrozenClock()) as repository:
+        repository.set("anilist", "k", b"kept", ttl_seconds=60)
+    created = schema(path).tables["cache_locks"]
+    assert created.rstrip().upper().endswith("WITHOUT ROWID")
+    assert "PRIMARY KEY (backend, signature)" in created and "pk_cache_locks" in created
+    before = rows(path)
+
+    migrate_file(path, "0003", downgrade=True)
+    assert "cache_locks" not in schema(path).tables
+    assert rows(path) == before
+    migrate_file(path, "head")
+    assert schema(path).tables["cache_locks"] == created
+
+
 def _expected_at(snapshot: list[tuple], columns: tuple[str, ...]) -> list[tuple]:
     """``snapshot`` rows as a file whose cache_rows has ``columns`` shows them."""
     names = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")

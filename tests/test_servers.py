@@ -86,7 +86,7 @@ def test_alembic_downgrade_and_upgrade(server_url: str, tmp_path: Path) -> None:
     assert set(table_definitions(server_url)) == {"alembic_version"} and versions(server_url) == []
     run_alembic("-x", f"url={server_url}", "upgrade", "head", home=tmp_path)
     assert versions(server_url) == [HEAD_REVISION]
-    assert set(table_definitions(server_url)) == {"alembic_version", "cache_rows", "cache_meta"}
+    assert set(table_definitions(server_url)) == {"alembic_version", "cache_rows", "cache_meta", "cache_locks"}
 
 
 def test_dialect_types(server_url: str) -> None:
@@ -102,6 +102,13 @@ def test_dialect_types(server_url: str) -> None:
     assert types["expires_at"] == types["fetched_at"] == "BIGINT"
     assert primary_key == ["backend", "signature"]
     assert ("ix_cache_rows_expires_at", ("expires_at",)) in indexes
+    # Claims (revision 0004) are keyed exactly like the rows they guard.
+    columns, primary_key, _indexes = table_definitions(server_url)["cache_locks"]
+    lock_types = {name: kind.upper() for name, kind, _nullable in columns}
+    assert lock_types["backend"] == lock_types["signature"] == types["backend"]
+    assert lock_types["lease_until"] == "BIGINT"
+    assert primary_key == ["backend", "signature"]
+    assert all(not nullable for _name, _kind, nullable in columns)
 
 
 def test_a_failed_migration_is_rolled_back_or_resumed(server_url: str) -> None:
@@ -152,7 +159,7 @@ def test_mariadb_migration_resumes_after_a_crash_at_every_ddl(open_sandbox: Open
     reference = open_sandbox("mariadb")
     statements = migration_statements(reference)
     points = crash_points(statements)
-    assert len(points) >= 5  # alembic_version, cache_rows, cache_meta, two columns, index
+    assert len(points) >= 6  # alembic_version, cache_rows, cache_meta, two columns, index, cache_locks
     expected = table_definitions(reference)
     for point in points:
         url = open_sandbox("mariadb")
