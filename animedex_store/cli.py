@@ -352,6 +352,7 @@ def _render_stats(report: Report) -> str:
         f"cache:    {report['target']}",
         f"rows:     {report['rows']:,} ({report['expired_rows']:,} expired)",
         f"payload:  {human_size(report['payload_bytes'])}",
+        f"claims:   {report['claims_held']:,} held (keys being fetched by get_or_fetch now)",
     ]
     if not report["backends"]:
         return "\n".join(lines)
@@ -376,9 +377,9 @@ def _render_stats(report: Report) -> str:
 def stats(url: str | None) -> Report:
     """Show how many rows and bytes the cache holds, per backend.
 
-    Rows, expired rows (still stored until `purge`), payload size, and the
-    oldest and newest fetch times. A missing cache file is reported, not
-    created.
+    Rows, expired rows (still stored until `purge`), payload size, the
+    oldest and newest fetch times, and how many keys get_or_fetch callers are
+    fetching now (claims held). A missing cache file is reported, not created.
     """
     with _existing_cache(url) as (target, repository):
         counts = CacheStats() if repository is None else repository.stats()

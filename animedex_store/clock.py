@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "FrozenClock", "FROZEN_AT", "epoch_seconds"]
+__all__ = ["Clock", "FrozenClock", "FROZEN_AT", "epoch_seconds", "epoch_millis"]
 
 #: A clock returns the current time as an aware datetime (naive is taken as UTC).
 Clock = Callable[[], datetime]
@@ -23,6 +23,18 @@ def epoch_seconds(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp())
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def epoch_millis(moment: datetime) -> int:
+    """Whole epoch milliseconds of ``moment`` (exact: no float), for leases of a few seconds;
+    a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _MILLISECOND
 
 
 class FrozenClock:

@@ -23,6 +23,7 @@ __all__ = [
     "UnknownSchemaError",
     "SchemaBehindError",
     "MigrationError",
+    "FetchTimeoutError",
     "is_deadlock",
     "driver_message",
     "store_error",
@@ -79,6 +80,18 @@ class SchemaBehindError(StoreError):
 
 class MigrationError(StoreError):
     """A migration failed and was rolled back; the data is as it was before."""
+
+
+class FetchTimeoutError(StoreError):
+    """``get_or_fetch`` waited ``wait_seconds`` for another caller's fetch of a key and gave up.
+
+    ``backend`` and ``signature`` name the key; nothing was fetched or stored by this call.
+    """
+
+    def __init__(self, message: str, *, target: str | None = None, backend: str, signature: str) -> None:
+        super().__init__(message, target=target)
+        self.backend = backend
+        self.signature = signature
 
 
 # Primary SQLite result codes (sqlite3 exposes them as ``sqlite_errorcode``).

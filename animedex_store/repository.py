@@ -8,15 +8,17 @@ what it needs when it opens.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .clock import Clock, epoch_seconds
+from .clock import Clock, epoch_millis, epoch_seconds
 from .connections import ClosedConnections
 from .eviction import SizeCap, check_max_bytes
 from .opening import open_database, sqlite_database
 from .response import CachedResponse
+from .single_flight import Fetched
+from .single_flight import get_or_fetch as _get_or_fetch
 from .targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .validation import check_header_names, check_key, check_payload, check_ttl, decode_headers, encode_headers
 
@@ -117,6 +119,12 @@ class CacheRepository:
             return int(time.time())
         return epoch_seconds(self._clock())
 
+    def _now_ms(self) -> int:
+        """Now in epoch milliseconds, by the same clock: ``get_or_fetch``'s leases last seconds."""
+        if self._clock is None:
+            return time.time_ns() // 1_000_000
+        return epoch_millis(self._clock())
+
     # -- writes ---------------------------------------------------------------
     def set(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> None:
         """Store or overwrite a row, with empty headers and ``fetched_at`` = now."""
@@ -196,7 +204,10 @@ class CacheRepository:
             cap.grew(self._db, self._sql, sum(map(len, payloads.values())), last_written)
 
     def purge_expired(self) -> int:
-        """Delete every row with ``expires_at <= now``; returns how many were removed.
+        """Delete every row with ``expires_at <= now``; returns how many rows were removed.
+
+        Also deletes the ``get_or_fetch`` claims whose lease has ended (left by
+        callers that died), which the returned count does not include.
 
         Deletes in batches of :data:`PURGE_BATCH` rows found through the
         ``expires_at`` index, each its own transaction, so writers never wait
@@ -208,7 +219,54 @@ class CacheRepository:
             count = self._db.execute(self._sql.purge_expired, (now, PURGE_BATCH))
             removed += count
             if count < PURGE_BATCH:
-                return removed
+                break
+        # Claims left by get_or_fetch callers that died: not counted, they are not rows.
+        self._db.execute(self._sql.purge_claims, (self._now_ms(),))
+        return removed
+
+    def get_or_fetch(
+        self,
+        backend: str,
+        signature: str,
+        fetch: Callable[[], Fetched],
+        *,
+        ttl_seconds: int,
+        serve_stale: bool = False,
+        wait_seconds: float = 30.0,
+        lease_seconds: float = 60.0,
+    ) -> CachedResponse:
+        """The live row, else ``fetch()``'s result stored with ``ttl_seconds``: one fetch per key
+        across threads, processes and machines sharing the database (single flight).
+
+        ``fetch()`` takes no arguments and returns the payload (``bytes``), or a
+        ``(payload, headers)`` pair stored as :meth:`set_with_meta` would. A live
+        row is returned as :meth:`get_with_meta` returns it, at the same cost.
+        Otherwise this call claims the key (one atomic statement, in the table
+        ``cache_locks``), reads the row again, calls ``fetch()``, stores the
+        result and releases the claim; if ``fetch()`` raises, the claim is
+        released and the exception propagates. A caller that cannot claim the
+        key polls for the row (10 ms doubling to 250 ms), takes the claim over
+        once its lease ends (``lease_seconds`` after it was taken: a holder that
+        died blocks nobody longer), and raises
+        :class:`~animedex_store.errors.FetchTimeoutError` after ``wait_seconds``.
+
+        With ``serve_stale=True`` an expired row still stored is returned
+        (``is_stale=True``) instead of waiting for another caller's fetch, or
+        when ``fetch()`` raises. ``wait_seconds`` (≥ 0) and ``lease_seconds``
+        (> 0) are numbers of seconds; leases follow the repository's clock, the
+        wait real time. No transaction is held while ``fetch()`` runs or while
+        waiting. See :mod:`animedex_store.single_flight`.
+        """
+        return _get_or_fetch(
+            self,
+            backend,
+            signature,
+            fetch,
+            ttl_seconds=ttl_seconds,
+            serve_stale=serve_stale,
+            wait_seconds=wait_seconds,
+            lease_seconds=lease_seconds,
+        )
 
     def delete(self, backend: str, signature: str) -> bool:
         """Delete one row, expired or not; ``True`` if it existed."""
@@ -293,9 +351,10 @@ class CacheRepository:
         return None if raw is None else model_type.model_validate_json(raw)
 
     def stats(self) -> CacheStats:
-        """Rows, expired rows, payload bytes and oldest/newest ``fetched_at``, in total and per backend.
+        """Rows, expired rows, payload bytes and oldest/newest ``fetched_at``, in total and per backend,
+        and how many ``get_or_fetch`` claims are held (live leases).
 
-        One aggregate query (a pass over the rows, payloads not read).
+        One aggregate query (a pass over the rows, payloads not read), and a count of the claims.
         """
         from .results import BackendStats, CacheStats
 
@@ -309,7 +368,8 @@ class CacheRepository:
             )
             for backend, rows, expired, size, oldest, newest in self._db.fetchall(self._sql.stats, (self._now(),))
         }
-        return CacheStats.from_backends(backends)
+        held = self._db.fetchone(self._sql.claims_held, (self._now_ms(),))
+        return CacheStats.from_backends(backends, claims_held=int(held[0]) if held else 0)
 
     # -- lifetime -------------------------------------------------------------
     def close(self) -> None:

@@ -46,12 +46,14 @@ class BackendStats:
 
 @dataclass(frozen=True)
 class CacheStats(BackendStats):
-    """Totals for the whole cache (the inherited fields) and ``backends``: per backend, sorted by name."""
+    """Totals for the whole cache (the inherited fields), ``backends``: per backend, sorted by
+    name, and ``claims_held``: keys some ``get_or_fetch`` caller is fetching now (live leases)."""
 
     backends: Mapping[str, BackendStats] = field(default_factory=lambda: MappingProxyType({}))
+    claims_held: int = 0
 
     @classmethod
-    def from_backends(cls, backends: Mapping[str, BackendStats]) -> CacheStats:
+    def from_backends(cls, backends: Mapping[str, BackendStats], *, claims_held: int = 0) -> CacheStats:
         """Totals computed from per-backend stats."""
         parts = list(backends.values())
         oldest = [part.oldest_fetched_at for part in parts if part.oldest_fetched_at is not None]
@@ -63,11 +65,16 @@ class CacheStats(BackendStats):
             oldest_fetched_at=min(oldest, default=None),
             newest_fetched_at=max(newest, default=None),
             backends=MappingProxyType(dict(sorted(backends.items()))),
+            claims_held=claims_held,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready totals plus ``backends``: ``{name: {...}}``."""
-        return {**super().as_dict(), "backends": {name: part.as_dict() for name, part in self.backends.items()}}
+        """JSON-ready totals plus ``backends``: ``{name: {...}}``, and ``claims_held``."""
+        return {
+            **super().as_dict(),
+            "backends": {name: part.as_dict() for name, part in self.backends.items()},
+            "claims_held": self.claims_held,
+        }
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -20,6 +20,11 @@ stats = Compiled('SELECT cache_rows.backend, count(*) AS count_1, sum(CASE WHEN 
 payload_size = Compiled('SELECT length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature = ?', tuple)
 payload_total = Compiled('SELECT coalesce(sum(length(cache_rows.payload)), 0) AS coalesce_1 \nFROM cache_rows', tuple)
 eviction_batch = Compiled('SELECT cache_rows.backend, cache_rows.signature, length(cache_rows.payload) AS length_1 \nFROM cache_rows ORDER BY cache_rows.expires_at, cache_rows.backend, cache_rows.signature\n LIMIT ? OFFSET 0', tuple)
+claim = Compiled('INSERT INTO cache_locks (backend, signature, holder, lease_until) VALUES (?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until WHERE cache_locks.lease_until <= ?', tuple)
+release = Compiled('DELETE FROM cache_locks WHERE cache_locks.backend = ? AND cache_locks.signature = ? AND cache_locks.holder = ?', tuple)
+purge_claims = Compiled('DELETE FROM cache_locks WHERE cache_locks.lease_until <= ?', tuple)
+claims_held = Compiled('SELECT count(*) AS count_1 \nFROM cache_locks \nWHERE cache_locks.lease_until > ?', tuple)
+claim_takeover: Compiled | None = None
 _GET_MANY = {
     1: Compiled('SELECT cache_rows.signature, cache_rows.payload \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?) AND cache_rows.expires_at > ?', tuple),
     2: Compiled('SELECT cache_rows.signature, cache_rows.payload \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?) AND cache_rows.expires_at > ?', tuple),

@@ -23,16 +23,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Dialect, Table, bindparam, case, delete, func, literal_column, select, tuple_
+from sqlalchemy import Dialect, Table, bindparam, case, delete, func, literal_column, select, tuple_, update
 from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
-from .models import CacheRow
+from .models import CacheLock, CacheRow
 from .repository import GET_MANY_CHUNK
 from .sqltext import Compiled, InOrder
 
-__all__ = ["Compiled", "Statements", "FROZEN_STATEMENTS", "GET_MANY_SIZES", "render_sqlite_module"]
+__all__ = ["Compiled", "Statements", "FROZEN_STATEMENTS", "FROZEN_ABSENT", "GET_MANY_SIZES", "render_sqlite_module"]
 
 _rows = cast(Table, CacheRow.__table__)
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
@@ -44,6 +44,12 @@ _ZERO: ColumnElement[int] = literal_column("0")
 _with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at)
 _KEY = ("backend", "signature")
 _VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
+
+_locks = cast(Table, CacheLock.__table__)
+_lock_key_matches = (_locks.c.backend == bindparam("backend"), _locks.c.signature == bindparam("signature"))
+_lease_ended = _locks.c.lease_until <= bindparam("now_ms")
+#: The values a claim takes, in this order (``now_ms`` decides whether an existing claim's lease ended).
+_CLAIM_NAMES = ("backend", "signature", "holder", "lease_until", "now_ms")
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, names: Sequence[str]) -> Compiled:
@@ -74,6 +80,49 @@ def _upsert(dialect: Dialect) -> ClauseElement:
         set_={name: statement.excluded[name] for name in replaced},
     )
     return upsert
+
+
+def _claim(dialect: Dialect) -> ClauseElement:
+    """Claim a key in one statement: insert a claim, or take over one whose lease has ended.
+
+    SQLite and PostgreSQL: an upsert whose update only happens when the lease
+    ended; rowcount 1 = claimed, 0 = another caller's live claim. MariaDB/MySQL:
+    ``INSERT IGNORE`` (the primary key decides: 1 inserted, 0 a claim exists),
+    followed by :func:`_take_over` when it inserted nothing. Not an
+    ``ON DUPLICATE KEY UPDATE``: SQLAlchemy's MySQL drivers connect with
+    ``CLIENT_FOUND_ROWS``, under which an insert and an update that changed
+    nothing both count 1.
+    """
+    values: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in _CLAIM_NAMES[:-1]}
+    if dialect.name in ("mysql", "mariadb"):
+        from sqlalchemy import insert
+
+        # IGNORE would also turn bad data into warnings; every value here was checked before.
+        return insert(_locks).values(values).prefix_with("IGNORE")
+    if dialect.name not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"animedex-store does not support the {dialect.name} dialect")
+    dialect_insert = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}").insert
+    statement = dialect_insert(_locks).values(values)
+    claim: ClauseElement = statement.on_conflict_do_update(
+        index_elements=[_locks.c.backend, _locks.c.signature],
+        set_={"holder": statement.excluded.holder, "lease_until": statement.excluded.lease_until},
+        where=_lease_ended,
+    )
+    return claim
+
+
+def _take_over() -> ClauseElement:
+    """MariaDB/MySQL's second half of a claim: take over a claim whose lease has ended.
+
+    Atomic on its own: InnoDB re-reads the row under its lock, so of two callers
+    only the first sees the lease ended; the rowcount (rows matched, under
+    ``CLIENT_FOUND_ROWS``) is 1 for it and 0 for the other.
+    """
+    return (
+        update(_locks)
+        .where(*_lock_key_matches, _lease_ended)
+        .values(holder=bindparam("holder"), lease_until=bindparam("lease_until"))
+    )
 
 
 def _purge_batch() -> ClauseElement:
@@ -198,13 +247,54 @@ class Statements:
             ("limit",),
         )
 
+    # Single flight (get_or_fetch): claims in cache_locks. Times are epoch milliseconds.
+    @cached_property
+    def claim(self) -> Compiled:
+        """Claim a key (values: backend, signature, holder, lease_until, now_ms); rowcount 1 = claimed."""
+        return _compile(_claim(self._dialect), self._dialect, _CLAIM_NAMES)
+
+    @cached_property
+    def claim_takeover(self) -> Compiled | None:
+        """MariaDB/MySQL only, after a :attr:`claim` that counted 0: take over an ended lease
+        (same values); ``None`` where :attr:`claim` does both in one statement."""
+        if self._dialect.name not in ("mysql", "mariadb"):
+            return None
+        return _compile(_take_over(), self._dialect, _CLAIM_NAMES)
+
+    @cached_property
+    def release(self) -> Compiled:
+        """Give a claim up (values: backend, signature, holder): only its holder's, never a successor's."""
+        return _compile(
+            delete(_locks).where(*_lock_key_matches, _locks.c.holder == bindparam("holder")),
+            self._dialect,
+            ("backend", "signature", "holder"),
+        )
+
+    @cached_property
+    def purge_claims(self) -> Compiled:
+        """Delete every claim whose lease has ended (values: now_ms). Claims are few: no batches, no index."""
+        return _compile(delete(_locks).where(_lease_ended), self._dialect, ("now_ms",))
+
+    @cached_property
+    def claims_held(self) -> Compiled:
+        """How many claims have a live lease (values: now_ms)."""
+        held = select(func.count()).select_from(_locks).where(_locks.c.lease_until > bindparam("now_ms"))
+        return _compile(held, self._dialect, ("now_ms",))
+
 
 _SHARED: dict[tuple[Any, ...], Statements] = {}
 
 
-#: The statements frozen as SQLite text: every single statement of :class:`Statements`, in
-#: the order it declares them (``get_many`` is frozen at each of :data:`GET_MANY_SIZES`).
-FROZEN_STATEMENTS = tuple(name for name, member in vars(Statements).items() if isinstance(member, cached_property))
+#: Statements that SQLite does without (``None`` for it), frozen as ``None`` so callers ask uniformly.
+FROZEN_ABSENT = ("claim_takeover",)
+#: The statements frozen as SQLite text: every single statement of :class:`Statements` but
+#: those of :data:`FROZEN_ABSENT`, in the order it declares them (``get_many`` is frozen at
+#: each of :data:`GET_MANY_SIZES`).
+FROZEN_STATEMENTS = tuple(
+    name
+    for name, member in vars(Statements).items()
+    if isinstance(member, cached_property) and name not in FROZEN_ABSENT
+)
 #: The sizes ``get_many`` pads its chunks to: the powers of two up to the repository's chunk.
 GET_MANY_SIZES = tuple(1 << power for power in range(GET_MANY_CHUNK.bit_length()))
 _FROZEN_MODULE = Path(__file__).with_name("sqlite_statements.py")
@@ -240,6 +330,10 @@ def render_sqlite_module() -> str:
     for name in FROZEN_STATEMENTS:
         compiled = getattr(statements, name)
         lines.append(f"{name} = Compiled({compiled.sql!r}, {_bind_source(compiled)})\n")
+    for name in FROZEN_ABSENT:
+        if getattr(statements, name) is not None:
+            raise ValueError(f"{name} compiles for SQLite now: move it to FROZEN_STATEMENTS")
+        lines.append(f"{name}: Compiled | None = None\n")
     lines.append("_GET_MANY = {\n")
     for size in GET_MANY_SIZES:
         compiled = statements.get_many(size)

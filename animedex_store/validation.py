@@ -15,6 +15,8 @@ __all__ = [
     "check_key",
     "check_payload",
     "check_ttl",
+    "MAX_WAIT_SECONDS",
+    "check_seconds",
     "check_header_names",
     "encode_headers",
     "decode_headers",
@@ -55,6 +57,22 @@ def check_ttl(ttl_seconds: object) -> int:
     if not 0 <= ttl_seconds <= MAX_TTL_SECONDS:
         raise ValueError(f"ttl_seconds must be between 0 and {MAX_TTL_SECONDS}, got {ttl_seconds}")
     return int(ttl_seconds)
+
+
+#: Longest ``wait_seconds``/``lease_seconds`` accepted (~31 years): lease ends, in epoch
+#: milliseconds, must fit the 64-bit ``lease_until`` column of every engine.
+MAX_WAIT_SECONDS = 10**9
+
+
+def check_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """A duration in seconds: an ``int`` or ``float`` (not ``bool``), finite, at least 0
+    (more than 0 when ``positive``) and at most :data:`MAX_WAIT_SECONDS`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be an int or float number of seconds, not {type(value).__name__}")
+    if not (0 < value if positive else 0 <= value) or not value <= MAX_WAIT_SECONDS:  # NaN fails both
+        bound = "more than 0" if positive else "at least 0"
+        raise ValueError(f"{name} must be {bound} and at most {MAX_WAIT_SECONDS} seconds, got {value!r}")
+    return float(value)
 
 
 def check_header_names(names: object) -> frozenset[str]:

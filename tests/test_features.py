@@ -158,6 +158,7 @@ def test_stats_of_an_empty_cache(repo: CacheRepository) -> None:
         "oldest_fetched_at": None,
         "newest_fetched_at": None,
         "backends": {},
+        "claims_held": 0,
     }
 
 
