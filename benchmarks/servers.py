@@ -19,7 +19,7 @@ from animedex_store import CacheRepository
 from animedex_store.errors import ConnectionFailedError
 from animedex_store.sandbox import sandbox
 
-from .hot_path import BACKEND, KEYS, PAYLOAD
+from .hot_path import BACKEND, HIT_TARGET, KEYS, PAYLOAD
 from .measure import Result, Settings, Skipped, alternating_ops, interleaved
 
 __all__ = ["run", "SERVER_URLS"]
@@ -48,6 +48,10 @@ def _raw_connection(url: str):
     else:  # psycopg: a property
         connection.autocommit = True
     return connection
+
+
+def _never_fetch() -> bytes:
+    raise AssertionError("a benchmark hit called fetch()")
 
 
 def _one_server(name: str, url: str, settings: Settings) -> list[Result]:
@@ -80,6 +84,14 @@ def _one_server(name: str, url: str, settings: Settings) -> list[Result]:
             keys,
             settings.repeats,
         )
+        hits = alternating_ops(
+            {
+                "get_or_fetch": lambda key: repository.get_or_fetch(BACKEND, key, _never_fetch, ttl_seconds=TTL),
+                "get_with_meta": lambda key: repository.get_with_meta(BACKEND, key),
+            },
+            keys,
+            settings.repeats,
+        )
         batches = interleaved(
             {
                 "set_many": lambda: repository.set_many(BACKEND, items, ttl_seconds=TTL),
@@ -93,6 +105,9 @@ def _one_server(name: str, url: str, settings: Settings) -> list[Result]:
         return [
             Result(f"{name} get hit", gets["ours"], f"raw {driver}, same SQL", gets["raw"], SERVER_TARGET),
             Result(f"{name} set", sets["ours"], f"raw {driver}, same SQL", sets["raw"], SERVER_TARGET),
+            Result(
+                f"{name} get_or_fetch hit", hits["get_or_fetch"], "our get_with_meta", hits["get_with_meta"], HIT_TARGET
+            ),
             Result(f"{name} set_many ({rows} rows), per row", batches["set_many"], "our set", sets["ours"], 0.1),
             Result(f"{name} get_many ({rows} rows), per row", batches["get_many"], "our get", gets["ours"], 0.1),
         ]
