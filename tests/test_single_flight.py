@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -30,9 +31,9 @@ from sqlalchemy import Engine, insert, select
 
 from animedex_store import CacheRepository, cli
 from animedex_store import sqlite as cache_module
+from animedex_store.clock import epoch_millis
 from animedex_store.errors import FetchTimeoutError, StoreError
 from animedex_store.models import KEY_MAX_LENGTH, CacheLock
-from animedex_store.repository import epoch_millis
 from animedex_store.results import CachedResponse
 from animedex_store.single_flight import LAST_POLL_SECONDS
 from animedex_store.testing import FROZEN_AT, FrozenClock
@@ -494,6 +495,31 @@ def test_the_drop_in_sqlite_cache_has_get_or_fetch_on_its_patched_clock(
         assert cache.get_or_fetch("anilist", "held", Fetcher(b"w"), ttl_seconds=60, wait_seconds=0).payload == b"w"
         with cache._lock:
             assert cache._conn.execute("SELECT count(*) FROM cache_locks").fetchone() == (0,)
+
+
+_FAST_PATH_PROBE = """
+import sys
+from animedex_store import CacheRepository
+
+with CacheRepository(sys.argv[1]) as repository:
+    assert repository.get_or_fetch("anilist", "k", lambda: (b"v", {"ETag": "1"}), ttl_seconds=60).payload == b"v"
+    assert repository.get_or_fetch("anilist", "k", lambda: b"never", ttl_seconds=60).payload == b"v"
+    assert repository.stats().claims_held == 0
+    repository.purge_expired()
+heavy = ("sqlalchemy", "alembic", "pydantic", "click")
+print(sorted(name for name in sys.modules if name.split(".")[0] in heavy))
+"""
+
+
+def test_get_or_fetch_on_an_up_to_date_sqlite_file_loads_no_sqlalchemy(tmp_path: Path) -> None:
+    """SPEC §8: the SQLite fast path runs the frozen text of the claim statements too."""
+    path = tmp_path / "cache.sqlite"
+    CacheRepository(path).close()
+    result = subprocess.run(
+        [sys.executable, "-c", _FAST_PATH_PROBE, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 # -- many processes (real clock: lease 2 s, fetch 1 s) ----------------------------------------------
