@@ -186,14 +186,14 @@ class _Flight:
 
 
 def _as_written(
-    repository: CacheRepository, payload: object, headers: Mapping[str, str] | None, ttl: int
+    repository: CacheRepository, payload: bytes, headers: Mapping[str, str] | None, ttl: int
 ) -> CachedResponse:
     """The response as a read right after our write would have returned it."""
     now = repository._now()
     blob = encode_headers({} if headers is None else headers, repository._redacted)
     expires_at = now + ttl
     return CachedResponse(
-        check_payload(payload),
+        payload,
         decode_headers(blob),
         datetime.fromtimestamp(now, timezone.utc),
         datetime.fromtimestamp(expires_at, timezone.utc),
@@ -201,12 +201,13 @@ def _as_written(
     )
 
 
-def _split(fetched: object) -> tuple[object, Mapping[str, str] | None]:
-    """``(payload, headers or None)`` from what ``fetch()`` returned; ``TypeError`` for anything else."""
+def _split(fetched: object) -> tuple[bytes, Mapping[str, str] | None]:
+    """``(payload, headers or None)`` from what ``fetch()`` returned; ``TypeError`` for anything else.
+    The headers are checked when they are stored."""
     if isinstance(fetched, (bytes, bytearray, memoryview)):
-        return fetched, None
+        return check_payload(fetched), None
     if isinstance(fetched, tuple) and len(fetched) == 2 and isinstance(fetched[0], (bytes, bytearray, memoryview)):
-        return fetched
+        return check_payload(fetched[0]), fetched[1]
     raise TypeError(
         "fetch() must return bytes (or bytearray/memoryview) or a (bytes, headers mapping) pair, "
         f"not {type(fetched).__name__}; nothing was stored"
