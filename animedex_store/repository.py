@@ -17,10 +17,17 @@ from .connections import ClosedConnections
 from .eviction import SizeCap, check_max_bytes
 from .opening import open_database, sqlite_database
 from .response import CachedResponse
-from .single_flight import Fetched
-from .single_flight import get_or_fetch as _get_or_fetch
+from .single_flight import Fetched, fetch_once
 from .targets import DEFAULT_TIMEOUT_SECONDS, Target
-from .validation import check_header_names, check_key, check_payload, check_ttl, decode_headers, encode_headers
+from .validation import (
+    check_header_names,
+    check_key,
+    check_payload,
+    check_seconds,
+    check_ttl,
+    decode_headers,
+    encode_headers,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -257,15 +264,24 @@ class CacheRepository:
         wait real time. No transaction is held while ``fetch()`` runs or while
         waiting. See :mod:`animedex_store.single_flight`.
         """
-        return _get_or_fetch(
+        if not callable(fetch):
+            raise TypeError(f"fetch must be a callable taking no arguments, not {type(fetch).__name__}")
+        ttl = check_ttl(ttl_seconds)
+        wait = check_seconds("wait_seconds", wait_seconds)
+        lease = check_seconds("lease_seconds", lease_seconds, positive=True)
+        found = self.get_with_meta(backend, signature, allow_stale=True)  # checks the key
+        if found is not None and not found.is_stale:
+            return found  # a hit: one read, nothing else
+        return fetch_once(
             self,
             backend,
             signature,
             fetch,
-            ttl_seconds=ttl_seconds,
+            ttl=ttl,
             serve_stale=serve_stale,
-            wait_seconds=wait_seconds,
-            lease_seconds=lease_seconds,
+            wait_seconds=wait,
+            lease_seconds=lease,
+            found=found,
         )
 
     def delete(self, backend: str, signature: str) -> bool:

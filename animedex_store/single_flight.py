@@ -9,7 +9,10 @@ read followed by a write, so of any number of callers exactly one holds a
 key's claim at a time.
 
 * A live row is returned at once, exactly as ``get_with_meta`` returns it: no
-  claim, no write, one read.
+  claim, no write, one read. That part lives in
+  :meth:`CacheRepository.get_or_fetch` itself, which checks the arguments and
+  calls :func:`fetch_once` only when the row is missing or expired: a hit then
+  costs what ``get_with_meta`` costs.
 * The holder reads the row again (a previous holder may have stored it just
   before releasing), calls ``fetch()``, stores the result and releases the
   claim. A ``fetch()`` that raises releases the claim too, so the next caller
@@ -39,12 +42,12 @@ from typing import TYPE_CHECKING, Union
 
 from .errors import FetchTimeoutError, StoreError
 from .response import CachedResponse
-from .validation import check_payload, check_seconds, check_ttl, decode_headers, encode_headers
+from .validation import check_payload, decode_headers, encode_headers
 
 if TYPE_CHECKING:
     from .repository import CacheRepository
 
-__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "get_or_fetch"]
+__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "fetch_once"]
 
 #: What ``fetch()`` returns: the payload, or the payload and its response headers.
 #: ``Union``, not ``|``: a module-level alias is evaluated at import, and SPEC §9 asks for Python 3.9.
@@ -56,28 +59,23 @@ FIRST_POLL_SECONDS = 0.01
 LAST_POLL_SECONDS = 0.25
 
 
-def get_or_fetch(
+def fetch_once(
     repository: CacheRepository,
     backend: str,
     signature: str,
     fetch: Callable[[], Fetched],
     *,
-    ttl_seconds: int,
+    ttl: int,
     serve_stale: bool,
     wait_seconds: float,
     lease_seconds: float,
+    found: CachedResponse | None,
 ) -> CachedResponse:
-    """:meth:`CacheRepository.get_or_fetch`; every argument is checked before anything is written."""
-    if not callable(fetch):
-        raise TypeError(f"fetch must be a callable taking no arguments, not {type(fetch).__name__}")
-    ttl = check_ttl(ttl_seconds)
-    wait = check_seconds("wait_seconds", wait_seconds)
+    """The rest of :meth:`CacheRepository.get_or_fetch` once its first read found no live row
+    (``found``: the expired row, or ``None``). The repository has checked every argument."""
     # Whole milliseconds, rounded up: a lease is never shorter than asked.
-    lease_ms = math.ceil(check_seconds("lease_seconds", lease_seconds, positive=True) * 1000)
-    found = repository.get_with_meta(backend, signature, allow_stale=True)  # checks the key
-    if found is not None and not found.is_stale:
-        return found
-    return _Flight(repository, backend, signature, fetch, ttl, bool(serve_stale), lease_ms).run(wait, found)
+    lease_ms = math.ceil(lease_seconds * 1000)
+    return _Flight(repository, backend, signature, fetch, ttl, bool(serve_stale), lease_ms).run(wait_seconds, found)
 
 
 class _Flight:
