@@ -16,6 +16,8 @@ def test_the_typed_application_runs_on_the_fixtures(cache_repository: CacheRepos
     assert cache.anime(1) == Anime(id=1, title="Cowboy Bebop")
     assert cache.etag(1) == 'W/"1"'
     assert list(cache.payloads([1, 2])) == ["raw:1"]
+    assert cache.raw(2, lambda: (b'{"id": 2}', {"ETag": "2"})) == b'{"id": 2}'
+    assert cache.raw(2, lambda: (b"not fetched again", {})) == b'{"id": 2}'
     assert cache.size() > 0
     assert cache.forget(1) and cache.anime(1) is None
 

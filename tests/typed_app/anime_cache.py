@@ -7,14 +7,14 @@ runs it too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from animedex_store import CachedResponse, CacheRepository, CacheStats, StoreError, default_ttl_seconds
-from animedex_store.errors import DatabaseLockedError, SchemaTooNewError
+from animedex_store.errors import DatabaseLockedError, FetchTimeoutError, SchemaTooNewError
 from animedex_store.sqlite import SqliteCache
 from animedex_store.testing import FrozenClock
 
@@ -62,6 +62,23 @@ class AnimeCache:
 
     def forget(self, anime_id: int) -> bool:
         return self._repository.delete(self.BACKEND, f"media:{anime_id}")
+
+    def raw(self, anime_id: int, call_api: Callable[[], tuple[bytes, dict[str, str]]]) -> bytes | None:
+        """The raw response, fetched by one caller at a time when missing or expired."""
+        try:
+            cached: CachedResponse = self._repository.get_or_fetch(
+                self.BACKEND,
+                f"raw:{anime_id}",
+                call_api,
+                ttl_seconds=default_ttl_seconds("metadata"),
+                serve_stale=True,
+                wait_seconds=5.0,
+                lease_seconds=10,
+            )
+        except FetchTimeoutError as error:
+            assert error.backend == self.BACKEND
+            return None
+        return cached.payload
 
     def size(self) -> int:
         stats: CacheStats = self._repository.stats()
