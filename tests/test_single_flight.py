@@ -476,6 +476,14 @@ def test_the_stats_command_reports_claims_held(tmp_path: Path) -> None:
     assert as_json.exit_code == 0 and json.loads(as_json.output)["claims_held"] == 1
 
 
+def test_the_cache_repository_fixture_has_get_or_fetch(cache_repository: CacheRepository) -> None:
+    """The plugin's per-test copy of its migrated template holds ``cache_locks`` too."""
+    fetch = Fetcher(b"v")
+    assert cache_repository.get_or_fetch("anilist", "k", fetch, ttl_seconds=60).payload == b"v"
+    assert cache_repository.get_or_fetch("anilist", "k", fetch, ttl_seconds=60).payload == b"v"
+    assert fetch.calls == 1 and cache_repository.stats().claims_held == 0
+
+
 def test_the_drop_in_sqlite_cache_has_get_or_fetch_on_its_patched_clock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
