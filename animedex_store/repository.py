@@ -20,6 +20,8 @@ from .response import CachedResponse
 from .single_flight import Fetched, fetch_once
 from .targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .validation import (
+    MAX_TTL_SECONDS,
+    MAX_WAIT_SECONDS,
     check_header_names,
     check_key,
     check_payload,
@@ -266,9 +268,15 @@ class CacheRepository:
         """
         if not callable(fetch):
             raise TypeError(f"fetch must be a callable taking no arguments, not {type(fetch).__name__}")
-        ttl = check_ttl(ttl_seconds)
-        wait = check_seconds("wait_seconds", wait_seconds)
-        lease = check_seconds("lease_seconds", lease_seconds, positive=True)
+        # The usual values pass on a type check and a comparison each, the rest through the full
+        # checks: a hit must cost what get_with_meta costs, and three calls are a twentieth of it.
+        ttl, wait, lease = ttl_seconds, wait_seconds, lease_seconds
+        if type(ttl) is not int or not 0 <= ttl <= MAX_TTL_SECONDS:
+            ttl = check_ttl(ttl)
+        if type(wait) is not float or not 0.0 <= wait <= MAX_WAIT_SECONDS:
+            wait = check_seconds("wait_seconds", wait)
+        if type(lease) is not float or not 0.0 < lease <= MAX_WAIT_SECONDS:
+            lease = check_seconds("lease_seconds", lease, positive=True)
         found = self.get_with_meta(backend, signature, allow_stale=True)  # checks the key
         if found is not None and not found.is_stale:
             return found  # a hit: one read, nothing else
