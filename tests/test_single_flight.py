@@ -360,6 +360,38 @@ def test_eight_threads_on_one_key_fetch_once(make_repository: MakeRepository, sh
     assert [getattr(result, "payload", result) for result in results] == [b"once"] * 8
 
 
+def test_eight_callers_racing_to_take_over_an_ended_lease_fetch_once(
+    make_repository: MakeRepository, frozen_clock: FrozenClock, database: Engine
+) -> None:
+    """The takeover statement is atomic too (MariaDB's conditional UPDATE, the others' upsert)."""
+    hold_claim(database, "anilist", "hot", lease_until_ms=now_ms(frozen_clock))  # ended: lease_until <= now
+    repositories = [make_repository() for _ in range(8)]
+    barrier = threading.Barrier(8)
+    calls: list[int] = []
+    results: list[Any] = [None] * 8
+
+    def fetch() -> bytes:
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # the others find the claim taken over, not ended
+        return b"taken over once"
+
+    def call(index: int) -> None:
+        barrier.wait(JOIN_TIMEOUT_SECONDS)
+        try:
+            results[index] = repositories[index].get_or_fetch("anilist", "hot", fetch, ttl_seconds=60)
+        except BaseException as exc:  # reported in the assertion below
+            results[index] = exc
+
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT_SECONDS)
+    assert len(calls) == 1
+    assert [getattr(result, "payload", result) for result in results] == [b"taken over once"] * 8
+    assert claims(database) == []
+
+
 # -- arguments ------------------------------------------------------------------------------------
 
 BAD_ARGUMENTS = [
