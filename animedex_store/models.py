@@ -7,6 +7,8 @@ migrated database agree.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from sqlalchemy import MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -54,8 +56,9 @@ class CacheRow(Base):
     payload: Mapped[bytes] = mapped_column(PayloadType)
     # Indexed (revision 0003) so purge_expired reads only the expired rows.
     expires_at: Mapped[int] = mapped_column(EpochSeconds, index=True)
-    response_headers: Mapped[bytes | None] = mapped_column(PayloadType)
-    fetched_at: Mapped[int | None] = mapped_column(EpochSeconds)
+    # Optional, not `X | None`: SQLAlchemy evaluates mapped annotations, and `|` on types is 3.10+.
+    response_headers: Mapped[Optional[bytes]] = mapped_column(PayloadType)  # noqa: UP045
+    fetched_at: Mapped[Optional[int]] = mapped_column(EpochSeconds)  # noqa: UP045
 
 
 class CacheMeta(Base):
