@@ -139,9 +139,7 @@ def test_cache_locks_is_keyed_like_cache_rows_and_leaves_on_downgrade(tmp_path: 
 def _expected_at(snapshot: list[tuple], columns: tuple[str, ...]) -> list[tuple]:
     """``snapshot`` rows as a file whose cache_rows has ``columns`` shows them."""
     names = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
-    return [
-        tuple(value if name in columns else None for name, value in zip(names, row, strict=True)) for row in snapshot
-    ]
+    return [tuple(value if name in columns else None for name, value in zip(names, row)) for row in snapshot]
 
 
 def test_every_revision_upgrades_and_downgrades_keeping_rows(tmp_path: Path) -> None:
