@@ -104,6 +104,29 @@ _SQLITE_ERRORS: dict[int, tuple[type[StoreError], str]] = {
     14: (StoreError, "cannot open {target} (check that its directory exists and is writable)"),
     26: (NotADatabaseError, "{target} is not a SQLite database; it was left untouched"),
 }
+# Python < 3.11 has no ``sqlite_errorcode``: the same codes by SQLite's own message.
+_SQLITE_MESSAGES = (
+    ("database is locked", 5),
+    ("database table is locked", 6),
+    ("database schema is locked", 6),
+    ("attempt to write a readonly database", 8),
+    ("database disk image is malformed", 11),
+    ("malformed database schema", 11),
+    ("database or disk is full", 13),
+    ("unable to open database file", 14),
+    ("file is not a database", 26),
+)
+
+
+def sqlite_result_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of a ``sqlite3`` error (else ``None``), on every Python."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
+    if type(exc).__module__ != "sqlite3":
+        return None
+    message = str(exc)
+    return next((code for prefix, code in _SQLITE_MESSAGES if message.startswith(prefix)), None)
 
 
 # Server lock conflicts. A deadlock victim's transaction was rolled back whole, so
@@ -157,9 +180,9 @@ def store_error(exc: BaseException, target: str) -> StoreError:
         return exc
     original = _original(exc)
     message = driver_message(exc)
-    code = getattr(original, "sqlite_errorcode", None)
+    code = sqlite_result_code(original)
     if code is not None:
-        error_class, template = _SQLITE_ERRORS.get(code & 0xFF, (StoreError, "database error on {target}"))
+        error_class, template = _SQLITE_ERRORS.get(code, (StoreError, "database error on {target}"))
         return error_class(f"{template.format(target=target)} ({message})", target=target)
     # DB-API classes by name, subclasses included (psycopg raises AdminShutdown, an
     # OperationalError, when a server stops): the drivers are optional imports.

@@ -26,7 +26,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .errors import ReadOnlyError, StoreError
+from .errors import ReadOnlyError, StoreError, sqlite_result_code
 from .sqlite_uri import sqlite_file_uri
 
 __all__ = ["connect", "connect_memory", "configure", "create_private_file", "enable_wal", "remove_sqlite_file"]
@@ -118,7 +118,7 @@ def enable_wal(connection: sqlite3.Connection) -> None:
             # connection holds RESERVED (a concurrent opener re-checking the schema under
             # its lock), SQLite refuses that upgrade at once, without its busy handler
             # (waiting could deadlock), so the busy timeout is honoured here instead.
-            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_BUSY  # no codes before 3.11
+            busy = sqlite_result_code(exc) == _SQLITE_BUSY  # also before 3.11, which has no sqlite_errorcode
             if not busy or time.monotonic() >= deadline:
                 raise
             time.sleep(0.005)
