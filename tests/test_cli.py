@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 import pytest
+from cli_runner import cli_runner
 from click.testing import CliRunner, Result
 from dbfiles import fingerprint, rows
 from legacy import SeedState, write_seed_file
@@ -47,7 +48,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def runner(cache_dir: Path) -> Iterator[CliRunner]:
-    yield CliRunner()
+    yield cli_runner()
 
 
 def invoke(runner: CliRunner, *args: str, exit_code: int = 0) -> Result:
@@ -261,7 +262,7 @@ def test_a_password_is_never_printed(
     args = ["--url", SECRET_URL] if how == "option" else []
     for json_flag in ([], ["--json"]):
         result = invoke(runner, command, *args, *json_flag, exit_code=1)
-        assert "secret" not in result.output
+        assert "secret" not in result.output + result.stderr
         assert_one_error_line(result, "u:***@127.0.0.1:1")
 
 

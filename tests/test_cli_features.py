@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_runner import cli_runner
 from click.testing import CliRunner
 from test_cli import CENTURY, PAST, assert_one_error_line, invoke, invoke_json
 
@@ -24,7 +25,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """A runner whose default target is under ``tmp_path``, never the user's cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv(URL_ENV_VAR, raising=False)
-    return CliRunner()
+    return cli_runner()
 
 
 def seed(target: str | Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from alembic_runner import run_alembic
-from click.testing import CliRunner
+from cli_runner import cli_runner
 from dbfiles import rows
 from reliability import LONG_TTL
 from sourcefiles import package_sources
@@ -114,7 +114,9 @@ UNREACHABLE = [
 
 def _everything_said(exc: BaseException) -> str:
     """The message, the target and the whole traceback with its chained causes."""
-    return "\n".join([str(exc), str(getattr(exc, "target", "")), *traceback.format_exception(exc)])
+    return "\n".join(
+        [str(exc), str(getattr(exc, "target", "")), *traceback.format_exception(type(exc), exc, exc.__traceback__)]
+    )
 
 
 @pytest.mark.parametrize("url", UNREACHABLE, ids=["postgresql", "postgresql-query", "mariadb"])
@@ -176,8 +178,8 @@ CLI_COMMANDS = [
 @pytest.mark.parametrize("command", CLI_COMMANDS, ids=lambda command: " ".join(command))
 def test_cli_output_never_shows_a_password(command: list[str], server_url_with_password: str) -> None:
     for url in [server_url_with_password, *UNREACHABLE]:
-        result = CliRunner().invoke(cli, [*command, "--url", url])
-        assert SECRET not in result.output, (command, result.output)
+        result = cli_runner().invoke(cli, [*command, "--url", url])
+        assert SECRET not in result.output + result.stderr, (command, result.output, result.stderr)
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
