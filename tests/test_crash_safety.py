@@ -19,6 +19,7 @@ import pytest
 from alembic_runner import revisions
 from dbfiles import rows, schema
 from legacy import SeedState, write_seed_file
+from platforms import needs_sigkill
 from reliability import (
     JOIN_TIMEOUT_SECONDS,
     SCALE,
@@ -36,7 +37,7 @@ from animedex_store import CacheRepository
 from animedex_store.schema import HEAD_REVISION
 from animedex_store.sqlite_file import remove_sqlite_file
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_sigkill]
 
 #: Longest a writer runs before its kill; a fifth of the rounds kill it while it opens.
 MAX_KILL_DELAY_SECONDS = 0.3

@@ -12,11 +12,13 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dbfiles import fingerprint
+from platforms import posix_file_modes
 from reliability import LONG_TTL, payload_for, record
 
 from animedex_store import CacheRepository
@@ -61,6 +63,7 @@ def read_only(path: Path) -> Iterator[None]:
         subprocess.run([chattr, "-i", str(path)], check=True)
 
 
+@posix_file_modes
 @pytest.mark.parametrize("what", ["file", "directory"])
 def test_read_only_file_or_directory_reads_work_and_writes_fail_clearly(tmp_path: Path, what: str) -> None:
     path = tmp_path / "cache" / "cache.sqlite"
@@ -86,6 +89,7 @@ def test_read_only_file_or_directory_reads_work_and_writes_fail_clearly(tmp_path
     record("fault", kind=f"read-only {what}")
 
 
+@posix_file_modes
 def test_creating_a_cache_in_a_read_only_directory_fails_clearly(tmp_path: Path) -> None:
     directory = tmp_path / "locked-down"
     directory.mkdir()
@@ -132,7 +136,9 @@ def tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", str(where)], check=True)
 
 
-@pytest.mark.skipif(shutil.which("mount") is None or os.geteuid() != 0, reason="mounting a tmpfs needs root")
+@pytest.mark.skipif(
+    sys.platform == "win32" or shutil.which("mount") is None or os.geteuid() != 0, reason="mounting a tmpfs needs root"
+)
 def test_a_really_full_disk_fails_clearly_keeps_earlier_rows_and_recovers(tmp_path: Path) -> None:
     with tiny_filesystem(tmp_path / "tiny", "256k") as disk:
         path = disk / "cache.sqlite"

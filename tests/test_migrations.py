@@ -19,6 +19,7 @@ import pytest
 from alembic_runner import REPO_ROOT, migrate_file, revisions
 from dbfiles import rows, schema
 from legacy import SeedRow, SeedState, insert_like_seed, planned_row, write_seed_file
+from platforms import needs_fork
 
 from animedex_store import CacheRepository
 from animedex_store.engine import open_engine
@@ -245,6 +246,7 @@ def _make_seed_v1(path: Path) -> list[SeedRow]:
     return write_seed_file(path, SeedState.V1, rows=300)
 
 
+@needs_fork
 @pytest.mark.parametrize("make", [None, _make_seed_v1], ids=["fresh", "seed-v1"])
 def test_concurrent_openers_all_succeed_and_one_migrates(tmp_path: Path, make) -> None:
     """Migrating "once" is proved twice: the Alembic steps logged by all processes together are

@@ -23,6 +23,7 @@ import pytest
 from alembic_runner import run_alembic
 from cli_runner import cli_runner
 from dbfiles import rows
+from platforms import posix_file_modes
 from reliability import LONG_TTL
 from sourcefiles import package_sources
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +49,7 @@ def umask(mask: int) -> Iterator[None]:
         os.umask(previous)
 
 
+@posix_file_modes
 @pytest.mark.parametrize("mask", [0o000, 0o022])
 def test_the_cache_file_its_wal_files_and_created_directories_are_private(tmp_path: Path, mask: int) -> None:
     path = tmp_path / "a" / "b" / "cache.sqlite"
@@ -60,6 +62,7 @@ def test_the_cache_file_its_wal_files_and_created_directories_are_private(tmp_pa
     assert _mode(tmp_path / "a" / "b") == 0o700
 
 
+@posix_file_modes
 def test_an_existing_file_and_directory_keep_their_modes(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
     path.touch(mode=0o640)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pty
 import random
 import select
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import cli_runner
+from platforms import needs_pty
 from rowdump import dump_rows, plain_engine, rows
 from sqlalchemy import insert
 
@@ -205,7 +205,10 @@ def test_cli_copy_failures(tmp_path: Path, monkeypatch, arguments: list[str], ex
     assert message in result.stderr and "s3cret" not in result.output
 
 
+@needs_pty
 def test_cli_copy_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    import pty  # POSIX-only: imported here so the module collects everywhere
+
     values = [(f"b{i % 3}", f"s{i}", b"x" * i, NOW + 10**9, b"{}", NOW) for i in range(1200)]
     source = filled(sqlite_url(tmp_path, "source.sqlite"), values)
     command = [sys.executable, "-c", "from animedex_store.cli import main; main()", "copy", source]
