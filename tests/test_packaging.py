@@ -136,6 +136,12 @@ def test_wheel_ships_every_revision_script(wheel: Path) -> None:
     assert [name for name in source if shipped[name] != source[name]] == [], "the wheel's copy differs from alembic/"
 
 
+def test_wheel_ships_the_py_typed_marker(wheel: Path) -> None:
+    """PEP 561: type checkers read the package's annotations only when ``py.typed`` is installed with it."""
+    with zipfile.ZipFile(wheel) as archive:
+        assert "animedex_store/py.typed" in archive.namelist()
+
+
 def test_installed_wheel_migrates_from_its_own_scripts(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60)
