@@ -120,9 +120,9 @@ _SQLITE_MESSAGES = (
 
 def sqlite_result_code(exc: BaseException) -> int | None:
     """SQLite's primary result code of a ``sqlite3`` error (else ``None``), on every Python."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF
+    extended: int | None = getattr(exc, "sqlite_errorcode", None)
+    if extended is not None:
+        return extended & 0xFF
     if type(exc).__module__ != "sqlite3":
         return None
     message = str(exc)
