@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import secrets
+import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -98,7 +98,9 @@ class _Flight:
         self.serve_stale = serve_stale
         self.lease_ms = lease_ms
         # Per call, not per repository or thread: threads sharing a repository then exclude each other too.
-        self.holder = secrets.token_hex(16)
+        # What secrets.token_hex(16) returns, without importing secrets (hashlib, hmac, random):
+        # this module loads with every repository, and start-up is paid on every CLI call.
+        self.holder = os.urandom(16).hex()
 
     def run(self, wait: float, stale: CachedResponse | None) -> CachedResponse:
         deadline = time.monotonic() + wait
