@@ -70,14 +70,26 @@ def _upsert(dialect: Dialect) -> ClauseElement:
 
         inserted = mysql_insert(_rows).values(values)
         return inserted.on_duplicate_key_update({name: inserted.inserted[name] for name in replaced})
+    return _on_conflict_update(_rows, dialect, values, replaced)
+
+
+def _on_conflict_update(
+    table: Table,
+    dialect: Dialect,
+    values: dict[str, BindParameter[Any]],
+    replaced: Sequence[str],
+    where: ColumnElement[bool] | None = None,
+) -> ClauseElement:
+    """PostgreSQL/SQLite: ``INSERT ... ON CONFLICT (primary key) DO UPDATE SET replaced [WHERE where]``."""
     if dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"animedex-store does not support the {dialect.name} dialect")
     # PostgreSQL's and SQLite's insert() spell ON CONFLICT alike.
     dialect_insert = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}").insert
-    statement = dialect_insert(_rows).values(values)
+    statement = dialect_insert(table).values(values)
     upsert: ClauseElement = statement.on_conflict_do_update(
-        index_elements=[_rows.c.backend, _rows.c.signature],
+        index_elements=list(table.primary_key.columns),
         set_={name: statement.excluded[name] for name in replaced},
+        where=where,
     )
     return upsert
 
@@ -99,16 +111,7 @@ def _claim(dialect: Dialect) -> ClauseElement:
 
         # IGNORE would also turn bad data into warnings; every value here was checked before.
         return insert(_locks).values(values).prefix_with("IGNORE")
-    if dialect.name not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"animedex-store does not support the {dialect.name} dialect")
-    dialect_insert = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}").insert
-    statement = dialect_insert(_locks).values(values)
-    claim: ClauseElement = statement.on_conflict_do_update(
-        index_elements=[_locks.c.backend, _locks.c.signature],
-        set_={"holder": statement.excluded.holder, "lease_until": statement.excluded.lease_until},
-        where=_lease_ended,
-    )
-    return claim
+    return _on_conflict_update(_locks, dialect, values, ("holder", "lease_until"), where=_lease_ended)
 
 
 def _take_over() -> ClauseElement:

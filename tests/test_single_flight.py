@@ -330,32 +330,38 @@ def test_different_keys_never_wait_for_each_other(repo: CacheRepository) -> None
     assert repo.get("anilist", "one") == b"one"
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["one-repository", "a-repository-each"])
-def test_eight_threads_on_one_key_fetch_once(make_repository: MakeRepository, shared: bool) -> None:
-    repositories = [make_repository()] * 8 if shared else [make_repository() for _ in range(8)]
-    barrier = threading.Barrier(8)
-    fetch_started = threading.Event()
-    calls: list[int] = []
-    results: list[Any] = [None] * 8
-
-    def fetch() -> bytes:
-        calls.append(threading.get_ident())
-        fetch_started.set()
-        time.sleep(0.3)  # long enough for every other thread to find the claim taken
-        return b"once"
+def race_get_or_fetch(repositories: list[CacheRepository], fetch: Callable[[], bytes]) -> list[Any]:
+    """``get_or_fetch("anilist", "hot", fetch)`` from one thread per repository, all released at
+    once; what each returned (a ``CachedResponse``) or raised."""
+    barrier = threading.Barrier(len(repositories))
+    results: list[Any] = [None] * len(repositories)
 
     def call(index: int) -> None:
         barrier.wait(JOIN_TIMEOUT_SECONDS)
         try:
             results[index] = repositories[index].get_or_fetch("anilist", "hot", fetch, ttl_seconds=60)
-        except BaseException as exc:  # reported in the assertion below
+        except BaseException as exc:  # reported in the callers' assertions
             results[index] = exc
 
-    threads = [threading.Thread(target=call, args=(index,)) for index in range(8)]
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(len(repositories))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(JOIN_TIMEOUT_SECONDS)
+    return results
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one-repository", "a-repository-each"])
+def test_eight_threads_on_one_key_fetch_once(make_repository: MakeRepository, shared: bool) -> None:
+    repositories = [make_repository()] * 8 if shared else [make_repository() for _ in range(8)]
+    calls: list[int] = []
+
+    def fetch() -> bytes:
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for every other thread to find the claim taken
+        return b"once"
+
+    results = race_get_or_fetch(repositories, fetch)
     assert len(calls) == 1
     assert [getattr(result, "payload", result) for result in results] == [b"once"] * 8
 
@@ -365,28 +371,14 @@ def test_eight_callers_racing_to_take_over_an_ended_lease_fetch_once(
 ) -> None:
     """The takeover statement is atomic too (MariaDB's conditional UPDATE, the others' upsert)."""
     hold_claim(database, "anilist", "hot", lease_until_ms=now_ms(frozen_clock))  # ended: lease_until <= now
-    repositories = [make_repository() for _ in range(8)]
-    barrier = threading.Barrier(8)
     calls: list[int] = []
-    results: list[Any] = [None] * 8
 
     def fetch() -> bytes:
         calls.append(threading.get_ident())
         time.sleep(0.3)  # the others find the claim taken over, not ended
         return b"taken over once"
 
-    def call(index: int) -> None:
-        barrier.wait(JOIN_TIMEOUT_SECONDS)
-        try:
-            results[index] = repositories[index].get_or_fetch("anilist", "hot", fetch, ttl_seconds=60)
-        except BaseException as exc:  # reported in the assertion below
-            results[index] = exc
-
-    threads = [threading.Thread(target=call, args=(index,)) for index in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(JOIN_TIMEOUT_SECONDS)
+    results = race_get_or_fetch([make_repository() for _ in range(8)], fetch)
     assert len(calls) == 1
     assert [getattr(result, "payload", result) for result in results] == [b"taken over once"] * 8
     assert claims(database) == []
