@@ -18,11 +18,14 @@ Clock = Callable[[], datetime]
 FROZEN_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
+def _aware(moment: datetime) -> datetime:
+    """``moment``, with a naive datetime taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 def epoch_seconds(moment: datetime) -> int:
     """Whole epoch seconds of ``moment``; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp())
+    return int(_aware(moment).timestamp())
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -32,9 +35,7 @@ _MILLISECOND = timedelta(milliseconds=1)
 def epoch_millis(moment: datetime) -> int:
     """Whole epoch milliseconds of ``moment`` (exact: no float), for leases of a few seconds;
     a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // _MILLISECOND
+    return (_aware(moment) - _EPOCH) // _MILLISECOND
 
 
 class FrozenClock:
@@ -55,7 +56,7 @@ class FrozenClock:
         """Jump to ``moment`` (naive is taken as UTC); returns it."""
         if not isinstance(moment, datetime):
             raise TypeError(f"moment must be a datetime, not {type(moment).__name__}")
-        self._now = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        self._now = _aware(moment)
         return self._now
 
     def timestamp(self) -> int:

@@ -17,7 +17,7 @@ __all__ = ["ExactKey", "Payload", "EpochSeconds", "EpochMillis"]
 #: Whole epoch seconds: the seed's INTEGER on SQLite (already 64-bit), BIGINT on the servers.
 EpochSeconds = BigInteger().with_variant(Integer(), "sqlite")
 #: Whole epoch milliseconds (leases of a few seconds need better than a second): the same DDL.
-EpochMillis = BigInteger().with_variant(Integer(), "sqlite")
+EpochMillis = EpochSeconds
 
 
 class ExactKey(TypeDecorator[str]):

@@ -17,7 +17,7 @@ from .connections import ClosedConnections
 from .eviction import SizeCap, check_max_bytes
 from .opening import open_database, sqlite_database
 from .response import CachedResponse
-from .single_flight import Fetched, fetch_once
+from .single_flight import Fetched, Flight
 from .targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .validation import (
     MAX_TTL_SECONDS,
@@ -280,17 +280,8 @@ class CacheRepository:
         found = self.get_with_meta(backend, signature, allow_stale=True)  # checks the key
         if found is not None and not found.is_stale:
             return found  # a hit: one read, nothing else
-        return fetch_once(
-            self,
-            backend,
-            signature,
-            fetch,
-            ttl=ttl,
-            serve_stale=serve_stale,
-            wait_seconds=wait,
-            lease_seconds=lease,
-            found=found,
-        )
+        flight = Flight(self, backend, signature, fetch, ttl=ttl, serve_stale=serve_stale, lease_seconds=lease)
+        return flight.run(wait, found)
 
     def delete(self, backend: str, signature: str) -> bool:
         """Delete one row, expired or not; ``True`` if it existed."""

@@ -11,7 +11,7 @@ key's claim at a time.
 * A live row is returned at once, exactly as ``get_with_meta`` returns it: no
   claim, no write, one read. That part lives in
   :meth:`CacheRepository.get_or_fetch` itself, which checks the arguments and
-  calls :func:`fetch_once` only when the row is missing or expired: a hit then
+  calls :class:`Flight` only when the row is missing or expired: a hit then
   costs what ``get_with_meta`` costs.
 * The holder reads the row again (a previous holder may have stored it just
   before releasing), calls ``fetch()``, stores the result and releases the
@@ -47,7 +47,7 @@ from .validation import check_payload, decode_headers, encode_headers
 if TYPE_CHECKING:
     from .repository import CacheRepository
 
-__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "fetch_once"]
+__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "Flight"]
 
 #: What ``fetch()`` returns: the payload, or the payload and its response headers.
 #: ``Union``, not ``|``: a module-level alias is evaluated at import, and SPEC §9 asks for Python 3.9.
@@ -59,27 +59,9 @@ FIRST_POLL_SECONDS = 0.01
 LAST_POLL_SECONDS = 0.25
 
 
-def fetch_once(
-    repository: CacheRepository,
-    backend: str,
-    signature: str,
-    fetch: Callable[[], Fetched],
-    *,
-    ttl: int,
-    serve_stale: bool,
-    wait_seconds: float,
-    lease_seconds: float,
-    found: CachedResponse | None,
-) -> CachedResponse:
-    """The rest of :meth:`CacheRepository.get_or_fetch` once its first read found no live row
-    (``found``: the expired row, or ``None``). The repository has checked every argument."""
-    # Whole milliseconds, rounded up: a lease is never shorter than asked.
-    lease_ms = math.ceil(lease_seconds * 1000)
-    return _Flight(repository, backend, signature, fetch, ttl, bool(serve_stale), lease_ms).run(wait_seconds, found)
-
-
-class _Flight:
-    """One call's way to a row it did not find live: claim and fetch, or wait for the holder."""
+class Flight:
+    """One ``get_or_fetch`` call's way to a row it did not find live: claim and fetch, or wait for
+    the holder. :meth:`CacheRepository.get_or_fetch` checks every argument, then calls :meth:`run`."""
 
     def __init__(
         self,
@@ -87,22 +69,26 @@ class _Flight:
         backend: str,
         signature: str,
         fetch: Callable[[], Fetched],
+        *,
         ttl: int,
         serve_stale: bool,
-        lease_ms: int,
+        lease_seconds: float,
     ) -> None:
         self.repository = repository
         self.key = (backend, signature)
         self.fetch = fetch
         self.ttl = ttl
-        self.serve_stale = serve_stale
-        self.lease_ms = lease_ms
+        self.serve_stale = bool(serve_stale)
+        # Whole milliseconds, rounded up: a lease is never shorter than asked.
+        self.lease_ms = math.ceil(lease_seconds * 1000)
         # Per call, not per repository or thread: threads sharing a repository then exclude each other too.
         # What secrets.token_hex(16) returns, without importing secrets (hashlib, hmac, random):
         # this module loads with every repository, and start-up is paid on every CLI call.
         self.holder = os.urandom(16).hex()
 
     def run(self, wait: float, stale: CachedResponse | None) -> CachedResponse:
+        """Fetch, or wait up to ``wait`` seconds for another caller's fetch; ``stale``: the expired
+        row the first read found, or ``None``."""
         deadline = time.monotonic() + wait
         pause = FIRST_POLL_SECONDS
         while True:

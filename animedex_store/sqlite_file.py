@@ -55,7 +55,7 @@ def connect(path: Path, *, timeout: float, create: bool) -> sqlite3.Connection:
     elif not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no such SQLite file", str(path))
     database, uri = _database_name(path)
-    connection = sqlite3.connect(database, uri=uri, timeout=timeout, check_same_thread=False)
+    connection = sqlite3.connect(database, uri=uri, check_same_thread=False)
     try:
         configure(connection, timeout)
     except BaseException:
