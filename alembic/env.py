@@ -1,7 +1,7 @@
 """Alembic environment for animedex-store.
 
 Two ways in:
-* from ``animedex_store.schema`` when a repository opens: it passes its own
+* from ``animedex_store.migrations.opening`` when a repository opens: it passes its own
   connection (``config.attributes["connection"]``), already inside a locked
   transaction, and has already adopted any seed file;
 * from the ``alembic`` command in a checkout: this file resolves the URL
@@ -15,18 +15,21 @@ of an application that migrates on open.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from alembic.operations import ops
+from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError
 
 from alembic import context
-from animedex_store import schema
-from animedex_store.engine import enable_wal, open_engine
+from animedex_store.core.defaults import default_cache_path
 from animedex_store.errors import StoreError, store_error
-from animedex_store.models import Base
-from animedex_store.paths import default_cache_path
-from animedex_store.targets import URL_ENV_VAR
+from animedex_store.fastpath.targets import URL_ENV_VAR
+from animedex_store.migrations.adoption import adopt_legacy
+from animedex_store.migrations.lock import schema_lock
+from animedex_store.sql.engine import enable_wal, open_engine
+from animedex_store.sql.models import Base
 
 config = context.config
 # Commands that may write: only these lock for writing and adopt a seed file (stamp it) for
@@ -45,7 +48,7 @@ def cli_target() -> str:
     return target if "://" in target else f"sqlite:///{target}"
 
 
-def _ignore_seed_reflection_quirk(_context, _revision, directives) -> None:
+def _ignore_seed_reflection_quirk(_context: MigrationContext, _revision: object, directives: list[Any]) -> None:
     """Drop one known false diff from ``alembic check``/autogenerate.
 
     SQLite reflects the seed's ``cache_meta.key TEXT PRIMARY KEY`` as nullable
@@ -72,7 +75,7 @@ def _ignore_seed_reflection_quirk(_context, _revision, directives) -> None:
         upgrade_ops.ops = kept
 
 
-def _configure(**kwargs) -> None:
+def _configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=Base.metadata,
         render_as_batch=True,
@@ -88,8 +91,8 @@ def _command_name() -> str | None:
     Code gets no command line, so a programmatic ``command.current(cfg)`` and
     ``command.upgrade(cfg)`` look alike here. ``None`` counts as read-only: guessing
     "upgrade" would let a read-only call create a missing file or stamp a seed file.
-    Code that migrates passes its connection (``schema.alembic_config(connection)``),
-    as ``schema.ensure_schema`` does, and never reaches this.
+    Code that migrates passes its connection (``migrations.revisions.alembic_config(connection)``),
+    as ``migrations.opening.ensure_schema`` does, and never reaches this.
     """
     command = getattr(config.cmd_opts, "cmd", None)
     return command[0].__name__ if command else None
@@ -120,8 +123,8 @@ def run_migrations_online() -> None:
     try:
         with store.engine.connect() as connection:
             # Read-only commands take no lock: SQLite's BEGIN IMMEDIATE writes page 1 of an empty file.
-            with schema.schema_lock(connection, store.target) if writes else connection.begin():
-                schema.adopt_legacy(connection, store.target, dry_run=not writes)
+            with schema_lock(connection, store.target) if writes else connection.begin():
+                adopt_legacy(connection, store.target, dry_run=not writes)
                 _configure(connection=connection)
                 with context.begin_transaction():
                     context.run_migrations()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .core.defaults import default_cache_path, default_ttl_seconds
+from .core.response import CachedResponse
 from .errors import StoreError
-from .paths import default_cache_path, default_ttl_seconds
 from .repository import CacheRepository
-from .response import CachedResponse
 
 if TYPE_CHECKING:  # type checkers see the real classes; at run time __getattr__ imports them
-    from .results import BackendStats, CacheStats
+    from .core.stats import BackendStats, CacheStats
 
 __all__ = [
     "BackendStats",
@@ -29,7 +29,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("BackendStats", "CacheStats"):
-        from . import results
+        from .core import stats
 
-        return getattr(results, name)
+        return getattr(stats, name)
     raise AttributeError(f"module 'animedex_store' has no attribute {name!r}")

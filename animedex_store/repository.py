@@ -1,8 +1,8 @@
 """``CacheRepository``: the TTL cache that application code imports.
 
 Standard library only at import: a repository on an up-to-date SQLite file runs
-without SQLAlchemy (see :mod:`animedex_store.opening`); everything else loads
-what it needs when it opens.
+without SQLAlchemy (see :mod:`animedex_store.fastpath.opening`); everything else
+loads what it needs when it opens (:mod:`animedex_store.migrations.opening`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .clock import Clock, epoch_millis, epoch_seconds
-from .connections import ClosedConnections
-from .eviction import SizeCap, check_max_bytes
-from .opening import open_database, sqlite_database
-from .response import CachedResponse
-from .single_flight import Fetched, Flight
-from .targets import DEFAULT_TIMEOUT_SECONDS, Target
-from .validation import (
+from .core.clock import Clock, epoch_millis, epoch_seconds
+from .core.connections import ClosedConnections, Database
+from .core.response import CachedResponse
+from .core.validation import (
     MAX_TTL_SECONDS,
     MAX_WAIT_SECONDS,
     check_header_names,
@@ -30,13 +26,18 @@ from .validation import (
     decode_headers,
     encode_headers,
 )
+from .fastpath.opening import Resolved, open_database, sqlite_database
+from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
+from .migrations.revisions import HEAD_REVISION
+from .ops.eviction import SizeCap, check_max_bytes
+from .single_flight import Fetched, Flight, Key
 
 if TYPE_CHECKING:
     import sqlite3
 
     from pydantic import BaseModel
 
-    from .results import CacheStats
+    from .core.stats import CacheStats
 
 __all__ = ["CacheRepository", "Clock", "epoch_seconds"]
 
@@ -44,9 +45,6 @@ ModelT = TypeVar("ModelT", bound="BaseModel")
 _EMPTY_HEADERS = b"{}"
 #: Rows removed per transaction by :meth:`CacheRepository.purge_expired`.
 PURGE_BATCH = 1_000
-#: Signatures per query in :meth:`CacheRepository.get_many`: a power of two under
-#: every engine's limit on bound parameters (SQLite before 3.32 allowed 999).
-GET_MANY_CHUNK = 512
 
 
 def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
@@ -65,6 +63,13 @@ def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
 
 def _utc_or_none(seconds: int | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _open_migrated(target: Resolved, *, migrate: bool, timeout: float) -> Database:
+    """The slow path, handed to the fast path: SQLAlchemy and Alembic load here, when it is taken."""
+    from .migrations.opening import open_migrated
+
+    return open_migrated(target, migrate=migrate, timeout=timeout)
 
 
 class CacheRepository:
@@ -97,7 +102,9 @@ class CacheRepository:
         redact_headers: Iterable[str] = (),
     ) -> None:
         self._configure(clock, max_bytes, redact_headers)
-        self._db, self._sql = open_database(target, migrate=migrate, timeout=timeout)
+        self._db, self._sql = open_database(
+            target, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=_open_migrated
+        )
         self.target: str = self._db.target
 
     def _configure(self, clock: Clock | None, max_bytes: int | None, redact_headers: Iterable[str]) -> None:
@@ -108,13 +115,14 @@ class CacheRepository:
         cap = check_max_bytes(max_bytes)
         self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
+        self._flights = _FlightStore(self)
 
     @classmethod
     def _on_sqlite_connection(
         cls, connection: sqlite3.Connection, target: str, *, clock: Clock | None = None
     ) -> CacheRepository:
         """A repository on an open ``sqlite3`` connection already at head (configured by
-        :func:`animedex_store.sqlite_file.connect_memory` or ``connect``); closing the
+        :func:`animedex_store.fastpath.sqlite_file.connect_memory` or ``connect``); closing the
         repository closes it. The pytest plugin's per-test copies use this."""
         repository = cls.__new__(cls)
         repository._configure(clock, None, ())
@@ -280,7 +288,9 @@ class CacheRepository:
         found = self.get_with_meta(backend, signature, allow_stale=True)  # checks the key
         if found is not None and not found.is_stale:
             return found  # a hit: one read, nothing else
-        flight = Flight(self, backend, signature, fetch, ttl=ttl, serve_stale=serve_stale, lease_seconds=lease)
+        flight = Flight(
+            self._flights, (backend, signature), fetch, ttl=ttl, serve_stale=serve_stale, lease_seconds=lease
+        )
         return flight.run(wait, found)
 
     def delete(self, backend: str, signature: str) -> bool:
@@ -298,7 +308,8 @@ class CacheRepository:
 
     def vacuum(self) -> int | None:
         """Give the space of deleted rows back to the disk; bytes reclaimed, or ``None`` where the
-        engine cannot tell (MariaDB/MySQL). Locks the table while it runs: see :mod:`animedex_store.vacuum`."""
+        engine cannot tell (MariaDB/MySQL). Locks the table while it runs: SQLite rewrites the file
+        (``VACUUM``), PostgreSQL the table (``VACUUM FULL``), MariaDB/MySQL ``OPTIMIZE TABLE``."""
         return self._db.vacuum()
 
     # -- reads (pure: an expired row is reported missing, never deleted) ------
@@ -323,8 +334,9 @@ class CacheRepository:
         now = self._now()
         found: dict[str, bytes] = {}
         keys = list(wanted)
-        for start in range(0, len(keys), GET_MANY_CHUNK):
-            chunk = keys[start : start + GET_MANY_CHUNK]
+        chunk_size = self._sql.get_many_chunk
+        for start in range(0, len(keys), chunk_size):
+            chunk = keys[start : start + chunk_size]
             # Pad to a power of two by repeating a key: a handful of compiled variants serve every size.
             size = 1 << (len(chunk) - 1).bit_length()
             chunk += chunk[-1:] * (size - len(chunk))
@@ -371,7 +383,7 @@ class CacheRepository:
 
         One aggregate query (a pass over the rows, payloads not read), and a count of the claims.
         """
-        from .results import BackendStats, CacheStats
+        from .core.stats import BackendStats, CacheStats
 
         backends = {
             backend: BackendStats(
@@ -403,3 +415,57 @@ class CacheRepository:
 
     def __repr__(self) -> str:
         return f"CacheRepository({self.target!r})"
+
+
+class _FlightStore:
+    """The repository as :class:`~animedex_store.single_flight.FlightStore` sees it: one key's row
+    and its claim in ``cache_locks``, nothing else."""
+
+    __slots__ = ("_repository",)
+
+    def __init__(self, repository: CacheRepository) -> None:
+        self._repository = repository
+
+    @property
+    def target(self) -> str:
+        return self._repository.target
+
+    def read(self, key: Key) -> CachedResponse | None:
+        return self._repository.get_with_meta(*key, allow_stale=True)
+
+    def write(self, key: Key, payload: bytes, headers: Mapping[str, str] | None, ttl: int) -> CachedResponse:
+        repository = self._repository
+        if headers is None:
+            repository.set(*key, payload, ttl_seconds=ttl)
+        else:
+            repository.set_with_meta(*key, payload, response_headers=headers, ttl_seconds=ttl)
+        stored = repository.get_with_meta(*key, allow_stale=True)
+        if stored is not None:
+            return stored
+        # Deleted (clear, purge) right after we wrote it: what a read just after our write returned.
+        now = repository._now()
+        blob = encode_headers({} if headers is None else headers, repository._redacted)
+        expires_at = now + ttl
+        return CachedResponse(
+            payload,
+            decode_headers(blob),
+            datetime.fromtimestamp(now, timezone.utc),
+            datetime.fromtimestamp(expires_at, timezone.utc),
+            expires_at <= now,
+        )
+
+    def claim(self, key: Key, holder: str, lease_ms: int) -> bool:
+        # One atomic statement (two on MariaDB/MySQL, each atomic): a new claim, or a
+        # takeover of one whose lease has ended.
+        repository = self._repository
+        sql = repository._sql
+        now_ms = repository._now_ms()
+        values = (*key, holder, now_ms + lease_ms, now_ms)
+        if repository._db.execute(sql.claim, values) == 1:
+            return True
+        takeover = sql.claim_takeover
+        return takeover is not None and repository._db.execute(takeover, values) == 1
+
+    def release(self, key: Key, holder: str) -> None:
+        repository = self._repository
+        repository._db.execute(repository._sql.release, (*key, holder))

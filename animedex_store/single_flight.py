@@ -4,7 +4,7 @@ Callers of one key, in threads, processes or on machines sharing the
 database, agree through a claim in ``cache_locks`` (revision 0004): a row per
 key naming its holder (a random token per call) and when its lease ends, in
 epoch milliseconds by the repository's clock. Claiming is one atomic
-statement per engine (see :func:`animedex_store.statements._claim`), never a
+statement per engine (see :func:`animedex_store.sql.statements._claim`), never a
 read followed by a write, so of any number of callers exactly one holds a
 key's claim at a time.
 
@@ -27,7 +27,8 @@ Every statement is its own short transaction: no database lock or transaction
 is held while ``fetch()`` runs or while a caller waits, so other keys, reads
 and writes never wait for a fetch.
 
-No SQLAlchemy here: the statements come compiled from the repository.
+This module knows nothing of the repository: :meth:`CacheRepository.get_or_fetch`
+hands a flight a :class:`FlightStore`, the four things it needs of the store.
 """
 
 from __future__ import annotations
@@ -37,26 +38,45 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Union
+from typing import Protocol, Union
 
+from .core.response import CachedResponse
+from .core.validation import check_payload
 from .errors import FetchTimeoutError, StoreError
-from .response import CachedResponse
-from .validation import check_payload, decode_headers, encode_headers
 
-if TYPE_CHECKING:
-    from .repository import CacheRepository
-
-__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "Flight"]
+__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "Flight", "FlightStore", "Key"]
 
 #: What ``fetch()`` returns: the payload, or the payload and its response headers.
 #: ``Union``, not ``|``: a module-level alias is evaluated at import, and SPEC §9 asks for Python 3.9.
 Fetched = Union[bytes, bytearray, memoryview, tuple[bytes, Mapping[str, str]]]  # noqa: UP007
+#: ``(backend, signature)``.
+Key = tuple[str, str]
 
 #: A waiter's first pause between two looks at the row; each pause doubles up to :data:`LAST_POLL_SECONDS`.
 FIRST_POLL_SECONDS = 0.01
 #: A waiter's longest pause: a claim whose lease ended is taken over at most this late.
 LAST_POLL_SECONDS = 0.25
+
+
+class FlightStore(Protocol):
+    """What a flight needs of the store: one key's row, and the key's claim."""
+
+    @property
+    def target(self) -> str:
+        """The database, as messages name it."""
+
+    def read(self, key: Key) -> CachedResponse | None:
+        """The stored row, live or expired (``is_stale``); ``None`` when there is none."""
+
+    def write(self, key: Key, payload: bytes, headers: Mapping[str, str] | None, ttl: int) -> CachedResponse:
+        """Store ``payload`` (``headers=None``: as ``set`` does) and return the row as a read now would."""
+
+    def claim(self, key: Key, holder: str, lease_ms: int) -> bool:
+        """Claim ``key`` for ``holder`` for ``lease_ms``, or take over a claim whose lease has ended;
+        ``False`` while another caller's lease runs. Atomic."""
+
+    def release(self, key: Key, holder: str) -> None:
+        """Give up ``holder``'s claim on ``key``; a successor's claim is left alone."""
 
 
 class Flight:
@@ -65,17 +85,16 @@ class Flight:
 
     def __init__(
         self,
-        repository: CacheRepository,
-        backend: str,
-        signature: str,
+        store: FlightStore,
+        key: Key,
         fetch: Callable[[], Fetched],
         *,
         ttl: int,
         serve_stale: bool,
         lease_seconds: float,
     ) -> None:
-        self.repository = repository
-        self.key = (backend, signature)
+        self.store = store
+        self.key = key
         self.fetch = fetch
         self.ttl = ttl
         self.serve_stale = bool(serve_stale)
@@ -92,7 +111,7 @@ class Flight:
         deadline = time.monotonic() + wait
         pause = FIRST_POLL_SECONDS
         while True:
-            if self._claim():
+            if self.store.claim(self.key, self.holder, self.lease_ms):
                 return self._fetch_and_store(stale)
             if self.serve_stale and stale is not None:
                 return stale  # another caller is refreshing it
@@ -101,27 +120,11 @@ class Flight:
                 raise self._timed_out(wait)
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, LAST_POLL_SECONDS)
-            found = self.repository.get_with_meta(*self.key, allow_stale=True)
+            found = self.store.read(self.key)
             if found is not None:
                 if not found.is_stale:
                     return found  # the holder stored it
                 stale = found
-
-    def _claim(self) -> bool:
-        """Claim the key, or take over a claim whose lease has ended: one atomic statement
-        (two on MariaDB/MySQL, each atomic)."""
-        repository = self.repository
-        sql = repository._sql
-        now_ms = repository._now_ms()
-        values = (*self.key, self.holder, now_ms + self.lease_ms, now_ms)
-        if repository._db.execute(sql.claim, values) == 1:
-            return True
-        takeover = sql.claim_takeover
-        return takeover is not None and repository._db.execute(takeover, values) == 1
-
-    def _release(self) -> None:
-        """Delete our claim; a claim taken over after our lease ended is someone else's and stays."""
-        self.repository._db.execute(self.repository._sql.release, (*self.key, self.holder))
 
     def _fetch_and_store(self, stale: CachedResponse | None) -> CachedResponse:
         try:
@@ -129,15 +132,14 @@ class Flight:
         except BaseException:
             # The caller hears about the first failure; an unreleased claim only waits out its lease.
             with contextlib.suppress(StoreError):
-                self._release()
+                self.store.release(self.key, self.holder)
             raise
-        self._release()
+        self.store.release(self.key, self.holder)
         return result
 
     def _holding(self, stale: CachedResponse | None) -> CachedResponse:
-        repository = self.repository
         # The previous holder may have stored the row between our first look and our claim.
-        found = repository.get_with_meta(*self.key, allow_stale=True)
+        found = self.store.read(self.key)
         if found is not None:
             if not found.is_stale:
                 return found
@@ -149,18 +151,11 @@ class Flight:
                 return stale
             raise
         payload, headers = _split(fetched)
-        if headers is None:
-            repository.set(*self.key, payload, ttl_seconds=self.ttl)
-        else:
-            repository.set_with_meta(*self.key, payload, response_headers=headers, ttl_seconds=self.ttl)
-        stored = repository.get_with_meta(*self.key, allow_stale=True)
-        if stored is None:  # deleted (clear, purge) right after we wrote it: what we wrote
-            return _as_written(repository, payload, headers, self.ttl)
-        return stored
+        return self.store.write(self.key, payload, headers, self.ttl)
 
     def _timed_out(self, wait: float) -> FetchTimeoutError:
         backend, signature = self.key
-        target = self.repository.target
+        target = self.store.target
         return FetchTimeoutError(
             f"{target}: waited {wait:g} s for another caller's fetch of {backend!r}, {signature!r} and gave up "
             "(nothing was fetched or stored by this call); raise wait_seconds, or pass serve_stale=True "
@@ -169,22 +164,6 @@ class Flight:
             backend=backend,
             signature=signature,
         )
-
-
-def _as_written(
-    repository: CacheRepository, payload: bytes, headers: Mapping[str, str] | None, ttl: int
-) -> CachedResponse:
-    """The response as a read right after our write would have returned it."""
-    now = repository._now()
-    blob = encode_headers({} if headers is None else headers, repository._redacted)
-    expires_at = now + ttl
-    return CachedResponse(
-        payload,
-        decode_headers(blob),
-        datetime.fromtimestamp(now, timezone.utc),
-        datetime.fromtimestamp(expires_at, timezone.utc),
-        expires_at <= now,
-    )
 
 
 def _split(fetched: object) -> tuple[bytes, Mapping[str, str] | None]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .connections import SharedSqliteConnection
-from .paths import default_ttl_seconds
+from .core.defaults import default_ttl_seconds
+from .fastpath.connection import SharedSqliteConnection
+from .fastpath.sqlite_file import remove_sqlite_file
 from .repository import CacheRepository
-from .sqlite_file import remove_sqlite_file
 
 __all__ = ["SqliteCache", "default_ttl_seconds", "default_cache_path", "selftest"]
 

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from .clock import FROZEN_AT, FrozenClock
+from .core.clock import FROZEN_AT, FrozenClock
+from .fastpath.sqlite_file import connect_memory
 from .repository import CacheRepository
-from .sqlite_file import connect_memory
 
 __all__ = ["FrozenClock", "FROZEN_AT", "TEST_URL_ENV_VAR", "frozen_clock", "cache_repository", "animedex_store_url"]
 
@@ -82,7 +82,7 @@ def cache_repository(frozen_clock: FrozenClock, animedex_store_url: str | None) 
     """A fresh repository at head, on ``frozen_clock``: in memory, or in a new
     schema/database on the ``animedex_store_url`` server, dropped afterwards."""
     if animedex_store_url is not None:
-        from .sandbox import sandbox
+        from .sql.sandbox import sandbox
 
         with sandbox(animedex_store_url) as url, CacheRepository(url, clock=frozen_clock) as repository:
             yield repository

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from animedex_store import CacheRepository, sqlite_statements
-from animedex_store.sqlite_file import connect
+from animedex_store import CacheRepository
+from animedex_store.fastpath import statements as sqlite_statements
+from animedex_store.fastpath.sqlite_file import connect
 
 from .hot_path import BACKEND, PAYLOAD
 from .measure import Result, Settings, interleaved

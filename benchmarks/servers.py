@@ -1,6 +1,6 @@
 """PostgreSQL and MariaDB: ours against the raw driver running the same SQL.
 
-Each server gets a throwaway schema/database (:func:`animedex_store.sandbox.sandbox`).
+Each server gets a throwaway schema/database (:func:`animedex_store.sql.sandbox.sandbox`).
 The baseline is what a hand-written client would do: one psycopg / PyMySQL
 connection held open in autocommit mode, executing the very SQL strings our
 repository compiled, with the same parameters. A server that does not answer
@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from animedex_store import CacheRepository
 from animedex_store.errors import ConnectionFailedError
-from animedex_store.sandbox import sandbox
+from animedex_store.sql.sandbox import sandbox
 
 from .hot_path import BACKEND, HIT_TARGET, KEYS, PAYLOAD
 from .measure import Result, Settings, Skipped, alternating_ops, interleaved

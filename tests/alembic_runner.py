@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sourcefiles import REPO_ROOT
 
-from animedex_store.engine import open_engine
-from animedex_store.schema import alembic_config
-from animedex_store.targets import URL_ENV_VAR
+from animedex_store.fastpath.targets import URL_ENV_VAR
+from animedex_store.migrations.revisions import alembic_config
+from animedex_store.sql.engine import open_engine
 
 __all__ = ["REPO_ROOT", "ALEMBIC", "run_alembic", "migrate_file", "revisions"]
 

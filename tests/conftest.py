@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from animedex_store import CacheRepository
 from animedex_store.errors import ConnectionFailedError
-from animedex_store.sandbox import sandbox
+from animedex_store.sql.sandbox import sandbox
 from animedex_store.testing import FrozenClock
 
 SERVER_URLS = {

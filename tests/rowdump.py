@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.pool import NullPool
 
-from animedex_store.models import CacheRow
+from animedex_store.sql.models import CacheRow
 
 rows = CacheRow.__table__
 

@@ -32,7 +32,7 @@ from animedex_store.errors import (
     SchemaTooNewError,
     UnknownSchemaError,
 )
-from animedex_store.schema import HEAD_REVISION
+from animedex_store.migrations.revisions import HEAD_REVISION
 from animedex_store.testing import FrozenClock
 
 

@@ -14,8 +14,8 @@ from alembic_runner import REPO_ROOT, revisions, run_alembic
 from dbfiles import fingerprint, reading, rows, schema
 from legacy import SeedState, write_foreign_database, write_seed_file
 
-from animedex_store.schema import HEAD_REVISION, alembic_config
-from animedex_store.targets import URL_ENV_VAR
+from animedex_store.fastpath.targets import URL_ENV_VAR
+from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
 
 
 def url(path: Path) -> str:

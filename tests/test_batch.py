@@ -13,7 +13,7 @@ from rowdump import dump_rows, plain_engine, row_count
 from sqlalchemy import Engine, inspect
 
 from animedex_store import CacheRepository, StoreError, repository
-from animedex_store.models import KEY_MAX_LENGTH
+from animedex_store.sql.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
 LONG_KEY = "k" * (KEY_MAX_LENGTH + 1)

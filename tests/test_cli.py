@@ -25,9 +25,9 @@ from legacy import SeedState, write_seed_file
 
 from animedex_store import CacheRepository, default_cache_path
 from animedex_store.cli import cli
-from animedex_store.clock import FrozenClock
-from animedex_store.schema import HEAD_REVISION, alembic_config
-from animedex_store.targets import URL_ENV_VAR
+from animedex_store.core.clock import FrozenClock
+from animedex_store.fastpath.targets import URL_ENV_VAR
+from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
 
 COMMANDS = ("selftest", "info", "upgrade", "purge")
 SECRET_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"  # nothing listens on port 1

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from test_cli import CENTURY, PAST, assert_one_error_line, invoke, invoke_json
 
 from animedex_store import CacheRepository, cli
-from animedex_store.clock import FrozenClock
-from animedex_store.targets import URL_ENV_VAR
+from animedex_store.cli import group, rows
+from animedex_store.core.clock import FrozenClock
+from animedex_store.fastpath.targets import URL_ENV_VAR
 
 COMMANDS = ("stats", "get", "delete", "clear", "vacuum")
 BINARY = b'\x00\xff{"binary": true}\r\n\x00'  # no trailing newline may be added or lost
@@ -169,7 +170,7 @@ def test_clear_one_backend_with_yes(runner: CliRunner, cache: str) -> None:
 def test_clear_asks_at_a_terminal(
     runner: CliRunner, cache: str, monkeypatch: pytest.MonkeyPatch, answer: str, exit_code: int, left: list
 ) -> None:
-    monkeypatch.setattr(cli, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(rows, "_stdin_is_terminal", lambda: True)
     result = runner.invoke(cli.cli, ["clear", "--url", cache], input=answer)
     assert result.exit_code == exit_code, result.output
     assert f"Delete 4 row(s) (48.9 KiB) from {cache}? [y/N]" in result.stderr
@@ -225,4 +226,4 @@ def test_commands_on_every_engine(runner: CliRunner, engine_url: str) -> None:
     ],
 )
 def test_human_size(size: int, text: str) -> None:
-    assert cli.human_size(size) == text
+    assert group.human_size(size) == text

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
-from animedex_store.models import CacheRow
+from animedex_store.sql.models import CacheRow
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,8 @@ from reliability import (
 )
 
 from animedex_store import CacheRepository
-from animedex_store.schema import HEAD_REVISION
-from animedex_store.sqlite_file import remove_sqlite_file
+from animedex_store.fastpath.sqlite_file import remove_sqlite_file
+from animedex_store.migrations.revisions import HEAD_REVISION
 
 pytestmark = [pytest.mark.slow, needs_sigkill]
 

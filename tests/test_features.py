@@ -13,9 +13,10 @@ import pytest
 from rowdump import dump_rows, rows
 from sqlalchemy import Engine, update
 
-from animedex_store import CacheRepository, StoreError, eviction
-from animedex_store.models import KEY_MAX_LENGTH
-from animedex_store.results import BackendStats, CachedResponse, CacheStats
+from animedex_store import CacheRepository, StoreError
+from animedex_store.core.stats import BackendStats, CachedResponse, CacheStats
+from animedex_store.ops import eviction
+from animedex_store.sql.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
 MakeRepository = Callable[..., CacheRepository]

@@ -19,7 +19,7 @@ from reliability import LONG_TTL
 from sourcefiles import package_sources
 
 from animedex_store import CacheRepository
-from animedex_store.models import KEY_MAX_LENGTH
+from animedex_store.sql.models import KEY_MAX_LENGTH
 
 HOSTILE_KEYS = [
     "it's",
@@ -165,10 +165,10 @@ _SQL_START = re.compile(
 )
 # The reviewed exceptions: (file, interpolated expression) -> why it is not user input.
 ALLOWED_INTERPOLATIONS = {
-    ("animedex_store/sqlite_file.py", "busy_timeout_ms"): "int(timeout * 1000), computed beside it",
-    ("animedex_store/engine.py", "mode"): "our execution option: '' or 'IMMEDIATE'",
-    ("animedex_store/schema.py", "name"): "a constant SQL expression defined beside it",
-    ("animedex_store/sandbox.py", "quoted"): "a name sandbox() generates, quoted by the dialect",
+    ("animedex_store/fastpath/sqlite_file.py", "busy_timeout_ms"): "int(timeout * 1000), computed beside it",
+    ("animedex_store/sql/engine.py", "mode"): "our execution option: '' or 'IMMEDIATE'",
+    ("animedex_store/migrations/lock.py", "name"): "a constant SQL expression defined beside it",
+    ("animedex_store/sql/sandbox.py", "quoted"): "a name sandbox() generates, quoted by the dialect",
 }
 
 

@@ -22,8 +22,8 @@ from legacy import SeedRow, SeedState, insert_like_seed, planned_row, write_seed
 from platforms import needs_fork
 
 from animedex_store import CacheRepository
-from animedex_store.engine import open_engine
-from animedex_store.schema import HEAD_REVISION, alembic_config
+from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
+from animedex_store.sql.engine import open_engine
 from animedex_store.testing import FrozenClock
 
 PROCESSES = 8

@@ -23,7 +23,7 @@ from typing import NoReturn
 import pytest
 from sourcefiles import REPO_ROOT
 
-from animedex_store.schema import HEAD_REVISION
+from animedex_store.migrations.revisions import HEAD_REVISION
 from benchmarks.seed_baseline import SEED_SCHEMA_V1
 
 PACKAGED_SCRIPTS = "animedex_store/_alembic"
@@ -48,7 +48,8 @@ def _record(event, args):
 sys.addaudithook(_record)
 
 import animedex_store
-from animedex_store import CacheRepository, schema
+from animedex_store import CacheRepository
+from animedex_store.migrations import revisions
 
 def revision(path):
     with contextlib.closing(sqlite3.connect(path)) as db:
@@ -74,7 +75,7 @@ with CacheRepository(legacy) as repository:
 
 print(json.dumps({
     "package": animedex_store.__file__,
-    "script_location": str(schema.script_location()),
+    "script_location": str(revisions.script_location()),
     "revisions": {"fresh": revision(fresh), "seed-v1": revision(legacy)},
     "payloads": [p.decode() for p in (fresh_payload, legacy_payload, written_payload)],
     "opened": sorted(opened),

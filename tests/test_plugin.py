@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from animedex_store import CacheRepository
-from animedex_store.clock import FROZEN_AT
-from animedex_store.schema import HEAD_REVISION
+from animedex_store.core.clock import FROZEN_AT
+from animedex_store.migrations.revisions import HEAD_REVISION
 
 APPLICATION_TESTS = """
 from datetime import datetime, timedelta, timezone

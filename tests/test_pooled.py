@@ -13,10 +13,10 @@ import psycopg
 import pymysql
 import pytest
 
-from animedex_store.engine import open_engine
 from animedex_store.errors import ConnectionFailedError, DatabaseLockedError
-from animedex_store.server_connections import DEADLOCK_ATTEMPTS, PooledConnections
-from animedex_store.statements import Compiled
+from animedex_store.sql.engine import open_engine
+from animedex_store.sql.servers import DEADLOCK_ATTEMPTS, PooledConnections
+from animedex_store.sql.statements import Compiled
 
 STATEMENT = Compiled("UPDATE cache_rows SET payload = payload", tuple)
 DEADLOCKS = {

@@ -13,10 +13,10 @@ from rowdump import dump_rows, row_count, rows
 from sqlalchemy import Engine, make_url, update
 
 from animedex_store import CacheRepository, StoreError
+from animedex_store.core.validation import MAX_TTL_SECONDS
 from animedex_store.errors import UnstorableValueError
-from animedex_store.models import KEY_MAX_LENGTH
+from animedex_store.sql.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
-from animedex_store.validation import MAX_TTL_SECONDS
 
 MakeRepository = Callable[..., CacheRepository]
 

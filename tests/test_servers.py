@@ -23,10 +23,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from animedex_store import CacheRepository
-from animedex_store.engine import open_engine
 from animedex_store.errors import ConnectionFailedError, MigrationError
-from animedex_store.sandbox import SANDBOX_PREFIX
-from animedex_store.schema import HEAD_REVISION, ensure_schema
+from animedex_store.migrations.opening import ensure_schema
+from animedex_store.migrations.revisions import HEAD_REVISION
+from animedex_store.sql.engine import open_engine
+from animedex_store.sql.sandbox import SANDBOX_PREFIX
 from animedex_store.testing import TEST_URL_ENV_VAR
 
 pytestmark = pytest.mark.server

@@ -31,11 +31,11 @@ from sqlalchemy import Engine, insert, select
 
 from animedex_store import CacheRepository, cli
 from animedex_store import sqlite as cache_module
-from animedex_store.clock import epoch_millis
+from animedex_store.core.clock import epoch_millis
+from animedex_store.core.stats import CachedResponse
 from animedex_store.errors import FetchTimeoutError, StoreError
-from animedex_store.models import KEY_MAX_LENGTH, CacheLock
-from animedex_store.results import CachedResponse
 from animedex_store.single_flight import LAST_POLL_SECONDS
+from animedex_store.sql.models import KEY_MAX_LENGTH, CacheLock
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
 MakeRepository = Callable[..., CacheRepository]

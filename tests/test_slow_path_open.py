@@ -21,7 +21,7 @@ from dbfiles import fingerprint, rows, schema
 from fresh_interpreter import run_fresh
 from legacy import SeedRow, SeedState, insert_like_seed, planned_row, write_foreign_database, write_seed_file
 
-from animedex_store.schema import HEAD_REVISION
+from animedex_store.migrations.revisions import HEAD_REVISION
 
 OPENERS = ["CacheRepository", "SqliteCache"]
 

@@ -10,8 +10,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from animedex_store import sqlite_uri
-from animedex_store.sqlite_uri import sqlite_file_uri
+from animedex_store.fastpath import uri as sqlite_uri
+from animedex_store.fastpath.uri import sqlite_file_uri
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from reliability import SCALE, record
 
 from animedex_store import CacheRepository
-from animedex_store.clock import FrozenClock
+from animedex_store.core.clock import FrozenClock
 
 # Keys that must stay distinct on every engine (case, trailing space, NFC/NFD,
 # LIKE wildcards, quotes), plus arbitrary text. NUL is left to the hostile-input

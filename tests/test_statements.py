@@ -1,8 +1,8 @@
-"""The frozen SQLite text (``animedex_store/sqlite_statements.py``) is what the constructs compile to now.
+"""The frozen SQLite text (``animedex_store/fastpath/statements.py``) is what the constructs compile to now.
 
 The SQLite fast path runs that text without SQLAlchemy; the constructs in
-``animedex_store/statements.py`` stay the one source of truth. After changing a
-construct, regenerate with ``python -m animedex_store.statements``.
+``animedex_store/sql/statements.py`` stay the one source of truth. After changing a
+construct, regenerate with ``python -m animedex_store.sql.statements``.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from animedex_store import sqlite_statements, statements
+from animedex_store.core.compiled import Compiled
+from animedex_store.fastpath import statements as sqlite_statements
 from animedex_store.repository import CacheRepository
-from animedex_store.sqltext import Compiled
+from animedex_store.sql import statements
 
-REGENERATE = "python -m animedex_store.statements"
+REGENERATE = "python -m animedex_store.sql.statements"
 
 
 def test_the_frozen_sqlite_text_matches_a_fresh_compilation() -> None:
     frozen = Path(sqlite_statements.__file__).read_text(encoding="utf-8")
-    assert frozen == statements.render_sqlite_module(), f"sqlite_statements.py is stale: run {REGENERATE}"
+    assert frozen == statements.render_sqlite_module(), f"fastpath/statements.py is stale: run {REGENERATE}"
 
 
 def test_a_changed_construct_makes_the_rendering_differ(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import insert
 from animedex_store import CacheRepository
 from animedex_store.cli import cli
 from animedex_store.errors import ConnectionFailedError
-from animedex_store.transfer import copy_store
+from animedex_store.ops.copy import copy_store
 
 NOW = 1_800_000_000
 KEYS = [

@@ -20,10 +20,10 @@ from legacy import NOW, planned_row
 from sqlalchemy import Engine, MetaData, Table, inspect, select, text
 
 from animedex_store import CacheRepository
-from animedex_store.clock import FrozenClock
-from animedex_store.engine import open_engine
+from animedex_store.core.clock import FrozenClock
 from animedex_store.errors import SchemaTooNewError
-from animedex_store.schema import HEAD_REVISION, alembic_config
+from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
+from animedex_store.sql.engine import open_engine
 
 ROWS = 120
 FUTURE_REVISION = "9999_newer"

@@ -1,6 +1,6 @@
 """Seed schema v1: ``cache_rows`` as animedex's raw-sqlite3 cache first created it.
 
-Column types come from ``animedex_store.coltypes`` (DDL building blocks that
+Column types come from ``animedex_store.sql.coltypes`` (DDL building blocks that
 never change), never from the models: a revision describes the schema as it
 was at this step. On SQLite the table is
 ``WITHOUT ROWID`` with TEXT/BLOB/INTEGER columns, exactly the seed's DDL.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from alembic import context, op
-from animedex_store.coltypes import EpochSeconds, ExactKey, Payload
+from animedex_store.sql.coltypes import EpochSeconds, ExactKey, Payload
 
 revision = "0001"
 down_revision = None

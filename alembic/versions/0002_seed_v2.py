@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from alembic import context, op
-from animedex_store.coltypes import EpochSeconds, Payload
+from animedex_store.sql.coltypes import EpochSeconds, Payload
 
 revision = "0002"
 down_revision = "0001"

@@ -12,7 +12,7 @@ The upgrade skips a table that already exists and the downgrade one that is
 gone: MariaDB/MySQL commit DDL implicitly, so a run interrupted before
 ``alembic_version`` moved can simply be run again.
 
-Column types come from ``animedex_store.coltypes``, never from the models.
+Column types come from ``animedex_store.sql.coltypes``, never from the models.
 
 Revision ID: 0004
 Revises: 0003
@@ -23,7 +23,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from alembic import context, op
-from animedex_store.coltypes import EpochMillis, ExactKey
+from animedex_store.sql.coltypes import EpochMillis, ExactKey
 
 revision = "0004"
 down_revision = "0003"

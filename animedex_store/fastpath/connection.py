@@ -1,8 +1,7 @@
-"""How the repository reaches the database for each call: the interface, and SQLite's side of it.
+"""SQLite's side of :class:`~animedex_store.core.connections.Connections`: one ``sqlite3`` connection.
 
-SQLite: one DB-API connection held for the repository's life, guarded by a
-lock (as the seed did): no pool checkout per call. Standard library only; the
-server strategies live in :mod:`animedex_store.server_connections`.
+One DB-API connection held for the repository's life, guarded by a lock (as the
+seed did): no pool checkout per call. Standard library only.
 """
 
 from __future__ import annotations
@@ -10,41 +9,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
-from .errors import StoreError, store_error
-from .sqltext import Compiled
+from ..core.compiled import Compiled
+from ..core.connections import Connections
+from ..errors import store_error
 
-__all__ = ["Connections", "SharedSqliteConnection", "ClosedConnections"]
+__all__ = ["SharedSqliteConnection"]
 
-
-class Connections:
-    """Run compiled statements: ``fetchone``/``fetchall`` read, ``execute``/``executemany`` commit.
-
-    ``target`` names the database in messages (file path, or URL with the password masked).
-    """
-
-    target: str
-
-    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        raise NotImplementedError
-
-    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        raise NotImplementedError
-
-    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
-        raise NotImplementedError
-
-    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        raise NotImplementedError
-
-    def vacuum(self) -> int | None:
-        """Give deleted rows' space back: bytes reclaimed, or ``None`` where the engine cannot tell."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the connection(s) and whatever was opened for them (an engine we created)."""
-        raise NotImplementedError
+_SIZE = Compiled("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", tuple)
+_VACUUM = Compiled("VACUUM", tuple)
+_CHECKPOINT = Compiled("PRAGMA wal_checkpoint(TRUNCATE)", tuple)
 
 
 class SharedSqliteConnection(Connections):
@@ -99,39 +74,19 @@ class SharedSqliteConnection(Connections):
             except sqlite3.Error as exc:
                 raise store_error(exc, self.target) from exc
 
-    def vacuum(self) -> int | None:
-        from .vacuum import vacuum_sqlite
+    def vacuum(self) -> int:
+        """``VACUUM`` rewrites the file without its free pages, then ``wal_checkpoint(TRUNCATE)``
+        empties the write-ahead log the rewrite went through; returns the bytes the file shrank by.
+        On this connection: an in-memory database exists only there."""
+        before = self._size()
+        self.execute(_VACUUM, ())
+        self.fetchone(_CHECKPOINT, ())
+        return max(before - self._size(), 0)
 
-        return vacuum_sqlite(self)
+    def _size(self) -> int:
+        row = self.fetchone(_SIZE, ())
+        return int(row[0]) if row is not None else 0
 
     def close(self) -> None:
         with self.lock:
             self._release()
-
-
-class ClosedConnections(Connections):
-    """What a closed repository holds: every call raises a clear error."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def _refuse(self) -> NoReturn:
-        raise StoreError(f"the repository on {self.target} is closed", target=self.target)
-
-    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        self._refuse()
-
-    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        self._refuse()
-
-    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
-        self._refuse()
-
-    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        self._refuse()
-
-    def vacuum(self) -> int | None:
-        self._refuse()
-
-    def close(self) -> None:
-        pass

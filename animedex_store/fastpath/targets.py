@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from .errors import driver_message
-from .paths import default_cache_path
+from ..core.defaults import default_cache_path
+from ..errors import driver_message
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

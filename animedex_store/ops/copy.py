@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import store_error
-from .targets import Target, resolve_target
+from ..errors import store_error
+from ..fastpath.targets import Target, resolve_target
 
 if TYPE_CHECKING:
-    from .engine import StoreEngine
+    from ..sql.engine import StoreEngine
 
 __all__ = ["CopySummary", "copy_store", "DEFAULT_BATCH_SIZE"]
 
@@ -68,9 +68,9 @@ def copy_store(
     from sqlalchemy import case, func, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .models import CacheRow
-    from .server_connections import connections_for
-    from .statements import Statements
+    from ..sql.models import CacheRow
+    from ..sql.servers import connections_for
+    from ..sql.statements import Statements
 
     rows = CacheRow.__table__
     # The order Statements.upsert takes its values in.
@@ -119,7 +119,7 @@ def _name(target: Target) -> str:
     """How messages name ``target``: its path, or its URL with the password masked."""
     from sqlalchemy import Engine
 
-    from .engine import mask_url
+    from ..sql.engine import mask_url
 
     resolved = resolve_target(target)
     if isinstance(resolved, Path):
@@ -130,7 +130,7 @@ def _name(target: Target) -> str:
 @contextlib.contextmanager
 def _opened(target: Target) -> Iterator[StoreEngine]:
     """``target`` opened and migrated to head, as a repository opens it; disposed afterwards."""
-    from .schema import open_store
+    from ..migrations.opening import open_store
 
     store = open_store(target)
     try:

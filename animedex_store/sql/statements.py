@@ -5,12 +5,12 @@ The hot path runs the compiled strings on the DB-API connection: SQLAlchemy's
 Parameters are always bound, never pasted into SQL.
 
 Servers compile these once per kind of database. For SQLite the compiled text
-is frozen into :mod:`animedex_store.sqlite_statements`, so the SQLite fast path
+is frozen into :mod:`animedex_store.fastpath.statements`, so the SQLite fast path
 runs it without importing SQLAlchemy. After changing a construct here,
 regenerate that module (a test fails until you do)::
 
-    python -m animedex_store.statements          # rewrite animedex_store/sqlite_statements.py
-    python -m animedex_store.statements --check  # exit 1 if it is stale
+    python -m animedex_store.sql.statements          # rewrite animedex_store/fastpath/statements.py
+    python -m animedex_store.sql.statements --check  # exit 1 if it is stale
 """
 
 from __future__ import annotations
@@ -28,11 +28,22 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
+from ..core.compiled import Compiled, InOrder
 from .models import CacheLock, CacheRow
-from .repository import GET_MANY_CHUNK
-from .sqltext import Compiled, InOrder
 
-__all__ = ["Compiled", "Statements", "FROZEN_STATEMENTS", "FROZEN_ABSENT", "GET_MANY_SIZES", "render_sqlite_module"]
+__all__ = [
+    "Compiled",
+    "Statements",
+    "GET_MANY_CHUNK",
+    "FROZEN_STATEMENTS",
+    "FROZEN_ABSENT",
+    "GET_MANY_SIZES",
+    "render_sqlite_module",
+]
+
+#: Signatures per ``get_many`` query: a power of two under every engine's limit on bound
+#: parameters (SQLite before 3.32 allowed 999).
+GET_MANY_CHUNK = 512
 
 _rows = cast(Table, CacheRow.__table__)
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
@@ -162,6 +173,9 @@ class Statements:
     repository on the same kind of database the same instance, so a test
     suite opening thousands of repositories compiles each statement once.
     """
+
+    #: Signatures per :meth:`get_many` query (frozen for SQLite as ``get_many_chunk``).
+    get_many_chunk = GET_MANY_CHUNK
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
@@ -300,18 +314,18 @@ FROZEN_STATEMENTS = tuple(
 )
 #: The sizes ``get_many`` pads its chunks to: the powers of two up to the repository's chunk.
 GET_MANY_SIZES = tuple(1 << power for power in range(GET_MANY_CHUNK.bit_length()))
-_FROZEN_MODULE = Path(__file__).with_name("sqlite_statements.py")
+_FROZEN_MODULE = Path(__file__).parent.parent / "fastpath" / "statements.py"
 _FROZEN_HEADER = '''\
-"""The SQLite text of every statement in :mod:`animedex_store.statements`. GENERATED: do not edit.
+"""The SQLite text of every statement in :mod:`animedex_store.sql.statements`. GENERATED: do not edit.
 
-Regenerate with ``python -m animedex_store.statements`` after changing a
+Regenerate with ``python -m animedex_store.sql.statements`` after changing a
 construct there; ``tests/test_statements.py`` fails while this file is stale.
 The SQLite fast path runs these without importing SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from .sqltext import Compiled, InOrder  # noqa: F401 - InOrder appears when a statement reorders its values
+from ..core.compiled import Compiled, InOrder  # noqa: F401 - InOrder appears when a statement reorders its values
 
 '''
 
@@ -325,7 +339,7 @@ def _bind_source(compiled: Compiled) -> str:
 
 
 def render_sqlite_module() -> str:
-    """The source of :mod:`animedex_store.sqlite_statements`, compiled afresh from the constructs."""
+    """The source of :mod:`animedex_store.fastpath.statements`, compiled afresh from the constructs."""
     from sqlalchemy.dialects import sqlite
 
     statements = Statements(sqlite.dialect())
@@ -337,6 +351,7 @@ def render_sqlite_module() -> str:
         if getattr(statements, name) is not None:
             raise ValueError(f"{name} compiles for SQLite now: move it to FROZEN_STATEMENTS")
         lines.append(f"{name}: Compiled | None = None\n")
+    lines.append(f"get_many_chunk = {GET_MANY_CHUNK}\n")
     lines.append("_GET_MANY = {\n")
     for size in GET_MANY_SIZES:
         compiled = statements.get_many(size)
@@ -351,8 +366,8 @@ def render_sqlite_module() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m animedex_store.statements [--check]``: regenerate (or check) the frozen SQLite text."""
-    parser = argparse.ArgumentParser(prog="python -m animedex_store.statements", description=main.__doc__)
+    """``python -m animedex_store.sql.statements [--check]``: regenerate (or check) the frozen SQLite text."""
+    parser = argparse.ArgumentParser(prog="python -m animedex_store.sql.statements", description=main.__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if the generated module is stale; write nothing")
     args = parser.parse_args(argv)
     source = render_sqlite_module()
@@ -361,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_FROZEN_MODULE.name} is up to date")
         return 0
     if args.check:
-        print(f"{_FROZEN_MODULE.name} is stale: run python -m animedex_store.statements", file=sys.stderr)
+        print(f"{_FROZEN_MODULE.name} is stale: run python -m animedex_store.sql.statements", file=sys.stderr)
         return 1
     _FROZEN_MODULE.write_text(source, encoding="utf-8")
     print(f"wrote {_FROZEN_MODULE}")

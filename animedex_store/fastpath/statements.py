@@ -1,13 +1,13 @@
-"""The SQLite text of every statement in :mod:`animedex_store.statements`. GENERATED: do not edit.
+"""The SQLite text of every statement in :mod:`animedex_store.sql.statements`. GENERATED: do not edit.
 
-Regenerate with ``python -m animedex_store.statements`` after changing a
+Regenerate with ``python -m animedex_store.sql.statements`` after changing a
 construct there; ``tests/test_statements.py`` fails while this file is stale.
 The SQLite fast path runs these without importing SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from .sqltext import Compiled, InOrder  # noqa: F401 - InOrder appears when a statement reorders its values
+from ..core.compiled import Compiled, InOrder  # noqa: F401 - InOrder appears when a statement reorders its values
 
 get = Compiled('SELECT cache_rows.payload, cache_rows.expires_at \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature = ?', tuple)
 get_with_meta = Compiled('SELECT cache_rows.payload, cache_rows.response_headers, cache_rows.fetched_at, cache_rows.expires_at \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature = ?', tuple)
@@ -25,6 +25,7 @@ release = Compiled('DELETE FROM cache_locks WHERE cache_locks.backend = ? AND ca
 purge_claims = Compiled('DELETE FROM cache_locks WHERE cache_locks.lease_until <= ?', tuple)
 claims_held = Compiled('SELECT count(*) AS count_1 \nFROM cache_locks \nWHERE cache_locks.lease_until > ?', tuple)
 claim_takeover: Compiled | None = None
+get_many_chunk = 512
 _GET_MANY = {
     1: Compiled('SELECT cache_rows.signature, cache_rows.payload \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?) AND cache_rows.expires_at > ?', tuple),
     2: Compiled('SELECT cache_rows.signature, cache_rows.payload \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?) AND cache_rows.expires_at > ?', tuple),

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from ..errors import store_error
 from .engine import mask_url
-from .errors import store_error
 
 __all__ = ["SANDBOX_PREFIX", "sandbox"]
 

@@ -19,7 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .connections import Connections
+    from ..core.connections import Connections
 
 __all__ = ["SizeCap", "EVICT_TO_FRACTION", "EVICTION_BATCH", "check_max_bytes"]
 

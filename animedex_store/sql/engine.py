@@ -1,6 +1,6 @@
-"""Turn a path, URL or Engine into a configured SQLAlchemy engine (the slow path, and servers).
+"""Turn a resolved path, URL or Engine into a configured SQLAlchemy engine (the slow path, and servers).
 
-SQLite connections come from :func:`animedex_store.sqlite_file.connect`
+SQLite connections come from :func:`animedex_store.fastpath.sqlite_file.connect`
 (``creator=``), the one place that configures them; a caller's SQLite engine
 gets the same settings from a connect hook. Transaction control is ours: the
 driver runs in autocommit and our ``begin`` hook emits ``BEGIN`` (or ``BEGIN
@@ -21,9 +21,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from . import sqlite_file
-from .errors import driver_message
-from .targets import DEFAULT_TIMEOUT_SECONDS, Target, resolve_target
+from ..errors import driver_message
+from ..fastpath import sqlite_file
+from ..fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target, resolve_target
 
 __all__ = ["StoreEngine", "open_engine", "mask_url", "enable_wal"]
 
@@ -67,7 +67,8 @@ def open_engine(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     create: bool = True,
 ) -> StoreEngine:
-    """Resolve ``target`` (see :func:`animedex_store.targets.resolve_target`) and configure its engine.
+    """Resolve ``target`` (see :func:`animedex_store.fastpath.targets.resolve_target`; an already
+    resolved one stays as it is) and configure its engine.
 
     A SQLite file that does not exist is created on first connection (0600,
     directories 0700), or with ``create=False`` raises :class:`FileNotFoundError`
@@ -139,14 +140,14 @@ def _install_sqlite_hooks(engine: Engine, timeout: float) -> None:
 def _take_transaction_control(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        # schema.schema_lock asks for IMMEDIATE: take the write lock up front so
+        # migrations.lock.schema_lock asks for IMMEDIATE: take the write lock up front so
         # the check-then-migrate sequence cannot be interleaved by another writer.
         mode = connection.get_execution_options().get("animedex_sqlite_begin", "")
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def enable_wal(store: StoreEngine) -> None:
-    """Switch a SQLite file to WAL; see :func:`animedex_store.sqlite_file.enable_wal`."""
+    """Switch a SQLite file to WAL; see :func:`animedex_store.fastpath.sqlite_file.enable_wal`."""
     if store.path is None:
         return
     # On the DB-API connection: SQLAlchemy's would open a transaction first,

@@ -26,8 +26,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .errors import ReadOnlyError, StoreError, sqlite_result_code
-from .sqlite_uri import sqlite_file_uri
+from ..errors import ReadOnlyError, StoreError, sqlite_result_code
+from .uri import sqlite_file_uri
 
 __all__ = ["connect", "connect_memory", "configure", "create_private_file", "enable_wal", "remove_sqlite_file"]
 

@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy import Connection, case, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .engine import open_engine
-from .errors import SchemaTooNewError, store_error
-from .models import CacheRow
-from .schema import HEAD_REVISION, adopt_legacy, read_revision_fast
-from .targets import Target, resolve_target
+from ..errors import SchemaTooNewError, store_error
+from ..fastpath.targets import Target, resolve_target
+from ..migrations.adoption import adopt_legacy
+from ..migrations.opening import read_revision_fast
+from ..migrations.revisions import HEAD_REVISION
+from ..sql.engine import open_engine
+from ..sql.models import CacheRow
 
 __all__ = ["StoreInfo", "describe_store", "STATES"]
 

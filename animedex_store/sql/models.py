@@ -12,8 +12,8 @@ from typing import Optional
 from sqlalchemy import MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..core.validation import KEY_MAX_LENGTH
 from .coltypes import EpochMillis, EpochSeconds, ExactKey, Payload
-from .validation import KEY_MAX_LENGTH
 
 __all__ = ["Base", "CacheRow", "CacheMeta", "CacheLock", "KEY_MAX_LENGTH", "HOLDER_MAX_LENGTH", "SCHEMA_VERSION"]
 

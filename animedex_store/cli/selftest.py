@@ -21,15 +21,15 @@ from datetime import datetime, timezone
 
 from sqlalchemy.engine import URL
 
-from . import sqlite as dropin
-from .clock import FrozenClock
-from .engine import mask_url
-from .errors import StoreError
-from .opening import HEAD_REVISION
-from .paths import default_cache_path
-from .repository import CacheRepository
-from .sqlite_file import remove_sqlite_file
-from .targets import resolve_target
+from .. import sqlite as dropin
+from ..core.clock import FrozenClock
+from ..core.defaults import default_cache_path
+from ..errors import StoreError
+from ..fastpath.sqlite_file import remove_sqlite_file
+from ..fastpath.targets import resolve_target
+from ..migrations.revisions import HEAD_REVISION
+from ..repository import CacheRepository
+from ..sql.engine import mask_url
 
 __all__ = ["Check", "run_selftest", "SCRATCH_TIME"]
 

@@ -1,0 +1,139 @@
+"""The slow path: open a database through SQLAlchemy and bring it to the head revision, safely.
+
+Everything that is not an up-to-date SQLite file comes here (see
+:mod:`animedex_store.fastpath.opening`): a missing, behind, seed-written,
+foreign or unreadable file, in-memory ``sqlite://``, server URLs and
+``Engine`` targets. Decisions are made in one place, under the migration lock
+(:mod:`.lock`):
+
+* at head: nothing to do (one ``SELECT`` on ``alembic_version``, no Alembic import);
+* empty: build from revision ``0001``;
+* seed tables without ``alembic_version``: stamp by shape (:mod:`.adoption`), then upgrade;
+* behind: upgrade; newer than this package, or tables we don't know: refuse.
+
+This is the only module that runs Alembic's upgrade, and only when the database is behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from ..core.connections import Database
+from ..errors import MigrationError, SchemaBehindError, StoreError, driver_message, store_error
+from ..fastpath import statements as sqlite_statements
+from ..fastpath.opening import read_revision
+from ..fastpath.targets import DEFAULT_TIMEOUT_SECONDS
+from ..sql.engine import StoreEngine, enable_wal, open_engine
+from ..sql.servers import connections_for
+from ..sql.statements import Statements
+from .adoption import adopt_legacy, current_revision
+from .lock import schema_lock
+from .revisions import HEAD_REVISION, alembic_config
+
+__all__ = ["open_migrated", "open_store", "ensure_schema", "read_revision_fast"]
+
+
+def open_migrated(target: Path | URL | Engine, *, migrate: bool, timeout: float) -> Database:
+    """A repository's database on the resolved ``target``, brought to head unless ``migrate=False``."""
+    store = open_store(target, migrate=migrate, timeout=timeout)
+    try:
+        db = connections_for(store)
+    except Exception as exc:
+        store.dispose()
+        raise store_error(exc, store.target) from exc
+    return db, sqlite_statements if store.is_sqlite else Statements.for_dialect(store.engine.dialect)
+
+
+def open_store(
+    target: Path | URL | Engine,
+    *,
+    migrate: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> StoreEngine:
+    """Configure the resolved ``target``'s engine and bring its database to head.
+
+    With ``migrate=False`` nothing is created or changed, and a missing or
+    behind database raises :class:`SchemaBehindError`. SQLite switches to WAL
+    only once the file is known to be ours. On failure the engine is disposed
+    and the error is a :class:`StoreError` naming the target.
+    """
+    try:
+        store = open_engine(target, timeout=timeout, create=migrate)
+    except FileNotFoundError as exc:
+        raise SchemaBehindError(
+            f"{exc.filename} does not exist; open it with migrate=True or run "
+            "`animedex-store upgrade --url ...` to create it (nothing was created)",
+            target=exc.filename,
+        ) from None
+    try:
+        if ensure_schema(store.engine, store.target, migrate=migrate):
+            enable_wal(store)
+    except Exception as exc:
+        store.dispose()
+        raise store_error(exc, store.target) from exc
+    return store
+
+
+def read_revision_fast(engine: Engine) -> str | None:
+    """The revision in ``alembic_version``, or ``None`` when it cannot be read cheaply.
+
+    One statement on a raw DB-API connection: this runs on every open.
+    Any driver error (no such table, not a database, locked) sends the caller
+    to the locked slow path, which reports real problems precisely.
+    """
+    raw = engine.raw_connection()
+    try:
+        revision = read_revision(raw)
+        raw.rollback()
+    except engine.dialect.loaded_dbapi.Error:
+        # PostgreSQL aborts the transaction on a failed statement; end it.
+        with contextlib.suppress(engine.dialect.loaded_dbapi.Error):
+            raw.rollback()
+        return None
+    finally:
+        raw.close()
+    return revision
+
+
+def ensure_schema(engine: Engine, target: str, *, migrate: bool = True) -> bool:
+    """Make sure the database is at :data:`HEAD_REVISION`.
+
+    Returns ``True`` when this call changed the schema (so SQLite can switch to
+    WAL once the file is known to be ours). Raises a :class:`StoreError`
+    naming ``target`` on refusal or failure; a failed migration is rolled back.
+    """
+    if read_revision_fast(engine) == HEAD_REVISION:
+        return False
+    with engine.connect() as connection, schema_lock(connection, target):
+        stamped = adopt_legacy(connection, target, dry_run=not migrate)
+        current = current_revision(connection)
+        if current == HEAD_REVISION:
+            return False
+        if not migrate:
+            raise SchemaBehindError(
+                f"{target} is at schema revision {stamped or current or 'none'}, older than this "
+                f"package's {HEAD_REVISION}; open it with migrate=True or run "
+                f"`animedex-store upgrade --url ...` (nothing was changed)",
+                target=target,
+            )
+        from alembic import command
+
+        try:
+            command.upgrade(alembic_config(connection), "head")
+        except StoreError:
+            raise
+        except Exception as exc:
+            # MariaDB/MySQL commit each DDL statement: what ran stays, and every
+            # revision is written to pick up from there on the next open.
+            outcome = (
+                "stopped part way; opening it again resumes the migration"
+                if connection.dialect.name in ("mysql", "mariadb")
+                else "was rolled back"
+            )
+            message = f"migrating {target} to {HEAD_REVISION} failed and {outcome}: {driver_message(exc)}"
+            raise MigrationError(message, target=target) from exc
+    return True

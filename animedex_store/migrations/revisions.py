@@ -1,0 +1,49 @@
+"""The revision scripts: where they are, and the newest of them.
+
+Standard library only at import: the fast path is handed :data:`HEAD_REVISION`
+on every open, and Alembic loads only when a script is really needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import Connection
+
+__all__ = ["HEAD_REVISION", "script_location", "alembic_config", "script_directory"]
+
+#: The newest revision in ``alembic/versions``; a test keeps it equal to Alembic's head.
+HEAD_REVISION = "0004"
+
+
+def script_location() -> Path:
+    """Folder of the revision scripts: the source tree's ``alembic/`` when this is
+    a checkout (editable installs copy force-included files, which go stale),
+    else the copy shipped in the wheel as ``animedex_store/_alembic``."""
+    package_dir = Path(__file__).resolve().parent.parent
+    source_tree = package_dir.parent
+    if (source_tree / "alembic.ini").is_file() and (source_tree / "alembic" / "env.py").is_file():
+        return source_tree / "alembic"
+    return package_dir / "_alembic"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` for our scripts, optionally bound to an open connection."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def script_directory() -> ScriptDirectory:
+    """Alembic's view of the revision scripts."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
