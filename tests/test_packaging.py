@@ -6,6 +6,10 @@ creates a database, adopts a file left by the seed's v1 and round-trips rows,
 while an audit hook records every file it opens: the revision scripts must come
 from the installed ``animedex_store/_alembic`` and nothing from the checkout.
 
+What ships is what CI checks: every Python file of the wheel is among the files
+``.ci/run`` type-checks (``[tool.mypy] files``) and lints (``ruff check .``), and
+``mypy --strict -p animedex_store`` is clean on the package as installed.
+
 Building and installing need pip and the package index; when they cannot run,
 the test is skipped with pip's words, except under ``CI=true``, where it fails.
 """
@@ -18,10 +22,15 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from sourcefiles import REPO_ROOT
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 from animedex_store.migrations.revisions import HEAD_REVISION
 from benchmarks.seed_baseline import SEED_SCHEMA_V1
@@ -109,6 +118,17 @@ def _pip(python: str | Path, args: list[str], what: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Python of a fresh venv with the wheel installed (its dependencies, and pytest for the plugin)."""
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    # --no-compile: a child then reads the revision scripts themselves, which an audit hook sees.
+    _pip(python, ["install", "--no-compile", str(wheel), "pytest"], "pip install of the wheel and its dependencies")
+    return python
+
+
+@pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from the checkout, as ``pip wheel`` builds it (isolated build backend)."""
     out = tmp_path_factory.mktemp("wheel")
@@ -143,12 +163,8 @@ def test_wheel_ships_the_py_typed_marker(wheel: Path) -> None:
         assert "animedex_store/py.typed" in archive.namelist()
 
 
-def test_installed_wheel_migrates_from_its_own_scripts(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60)
-    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    # --no-compile: the child then reads the revision scripts themselves, which the audit hook sees.
-    _pip(python, ["install", "--no-compile", str(wheel)], "pip install of the wheel and its dependencies")
+def test_installed_wheel_migrates_from_its_own_scripts(installed: Path, tmp_path: Path) -> None:
+    python, venv = installed, installed.parent.parent
     work = tmp_path / "work"
     work.mkdir()
 
@@ -175,3 +191,59 @@ def test_installed_wheel_migrates_from_its_own_scripts(wheel: Path, tmp_path: Pa
     assert not [path for path in opened if REPO_ROOT in path.parents], "the child read files of the checkout"
     read_scripts = {path.relative_to(packaged).as_posix() for path in opened if packaged in path.parents}
     assert {name for name in _source_scripts() if name.endswith(".py")} <= read_scripts
+
+
+def _shipped_sources(wheel: Path) -> list[str]:
+    """The checkout path of every Python file in the wheel (``animedex_store/_alembic`` is ``alembic/``)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [name for name in archive.namelist() if name.endswith(".py")]
+    sources = sorted(name.replace(f"{PACKAGED_SCRIPTS}/", "alembic/", 1) for name in names)
+    assert len(sources) > 20 and "alembic/env.py" in sources, sources
+    return sources
+
+
+def _project_settings() -> dict[str, Any]:
+    with REPO_ROOT.joinpath("pyproject.toml").open("rb") as file:
+        return tomllib.load(file)
+
+
+def test_ci_checks_every_python_file_the_wheel_ships(wheel: Path) -> None:
+    shipped = _shipped_sources(wheel)
+    assert [source for source in shipped if not REPO_ROOT.joinpath(source).is_file()] == []
+
+    settings = _project_settings()["tool"]
+    type_checked: set[str] = set()
+    for entry in settings["mypy"]["files"]:
+        path = REPO_ROOT / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        type_checked.update(file.relative_to(REPO_ROOT).as_posix() for file in files)
+    assert settings["mypy"]["strict"] is True
+    assert [source for source in shipped if source not in type_checked] == []
+
+    # ruff check's own list of what `ruff check .` reads; ruff format reads the same unless told otherwise.
+    listed = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--show-files", "."],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    linted = {Path(line).resolve().relative_to(REPO_ROOT).as_posix() for line in listed if line.endswith(".py")}
+    assert [source for source in shipped if source not in linted] == []
+    assert "exclude" not in settings["ruff"].get("format", {})
+
+
+def test_mypy_strict_is_clean_on_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
+    """As users get it: the package and its ``_alembic`` scripts, type-checked where pip put them."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--verbose"]
+        + ["--python-executable", str(installed), "-p", "animedex_store"],
+        cwd=tmp_path,  # not the checkout: mypy must find the installed package
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout
+    checked = {line.split("module='")[1].split("'")[0] for line in result.stderr.splitlines() if "module='" in line}
+    assert {"animedex_store._alembic.env", "animedex_store._alembic.versions.0001_seed_v1"} <= checked

@@ -132,7 +132,7 @@ def _opened(target: Target) -> Iterator[StoreEngine]:
     """``target`` opened and migrated to head, as a repository opens it; disposed afterwards."""
     from ..migrations.opening import open_store
 
-    store = open_store(target)
+    store = open_store(resolve_target(target))
     try:
         yield store
     finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 from functools import cached_property
@@ -330,12 +331,16 @@ from ..core.compiled import Compiled, InOrder  # noqa: F401 - InOrder appears wh
 '''
 
 
-def _bind_source(compiled: Compiled) -> str:
+def _compiled_source(compiled: Compiled, indent: str = "") -> str:
+    """``Compiled(...)`` as ``ruff format`` leaves it: one argument a line, double quotes
+    (a JSON string of ASCII text is a Python literal), a trailing comma that keeps it so."""
     if compiled.bind is tuple:
-        return "tuple"
-    if isinstance(compiled.bind, InOrder):
-        return repr(compiled.bind)
-    raise ValueError(f"SQLite statements bind positionally; got {compiled.bind!r} for {compiled.sql!r}")
+        bind = "tuple"
+    elif isinstance(compiled.bind, InOrder):
+        bind = repr(compiled.bind)
+    else:
+        raise ValueError(f"SQLite statements bind positionally; got {compiled.bind!r} for {compiled.sql!r}")
+    return f"Compiled(\n{indent}    {json.dumps(compiled.sql)},\n{indent}    {bind},\n{indent})"
 
 
 def render_sqlite_module() -> str:
@@ -346,7 +351,7 @@ def render_sqlite_module() -> str:
     lines = [_FROZEN_HEADER]
     for name in FROZEN_STATEMENTS:
         compiled = getattr(statements, name)
-        lines.append(f"{name} = Compiled({compiled.sql!r}, {_bind_source(compiled)})\n")
+        lines.append(f"{name} = {_compiled_source(compiled)}\n")
     for name in FROZEN_ABSENT:
         if getattr(statements, name) is not None:
             raise ValueError(f"{name} compiles for SQLite now: move it to FROZEN_STATEMENTS")
@@ -355,7 +360,7 @@ def render_sqlite_module() -> str:
     lines.append("_GET_MANY = {\n")
     for size in GET_MANY_SIZES:
         compiled = statements.get_many(size)
-        lines.append(f"    {size}: Compiled({compiled.sql!r}, {_bind_source(compiled)}),\n")
+        lines.append(f"    {size}: {_compiled_source(compiled, '    ')},\n")
     lines.append("}\n\n\n")
     lines.append(
         "def get_many(size: int) -> Compiled:\n"
