@@ -32,7 +32,7 @@ def test_a_changed_construct_makes_the_rendering_differ(monkeypatch: pytest.Monk
     monkeypatch.setattr(statements.Statements, "delete", property(lambda _self: changed))
     after = statements.render_sqlite_module()
     assert after != before
-    assert "delete = Compiled('SELECT 1', tuple)" in after
+    assert 'delete = Compiled(\n    "SELECT 1",\n    tuple,\n)' in after
 
 
 def test_every_frozen_statement_is_valid_sqlite_on_a_migrated_database() -> None:
