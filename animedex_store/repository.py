@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.clock import Clock, epoch_millis, epoch_seconds
+from .core.codecs import check_compression, decode, encode
 from .core.connections import ClosedConnections, Database
 from .core.response import CachedResponse
 from .core.validation import (
@@ -89,6 +90,12 @@ class CacheRepository:
     ``{"Authorization", "Set-Cookie"}``) that ``set_with_meta`` drops before
     storing: credentials never reach the cache file. Rows already stored are
     left as they are.
+
+    ``compression`` (``None``, ``"zlib"`` or ``"zstd"``) stores payloads of 4 KiB
+    and more compressed, when that makes them smaller (see
+    :mod:`animedex_store.core.codecs`); every repository reads every codec,
+    whatever its own setting. ``"zstd"`` needs ``animedex-store[zstd]`` before
+    Python 3.14. Sizes (``max_bytes``, ``stats()``) count bytes as stored.
     """
 
     def __init__(
@@ -100,18 +107,22 @@ class CacheRepository:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_bytes: int | None = None,
         redact_headers: Iterable[str] = (),
+        compression: str | None = None,
     ) -> None:
-        self._configure(clock, max_bytes, redact_headers)
+        self._configure(clock, max_bytes, redact_headers, compression)
         self._db, self._sql = open_database(
             target, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=_open_migrated
         )
         self.target: str = self._db.target
 
-    def _configure(self, clock: Clock | None, max_bytes: int | None, redact_headers: Iterable[str]) -> None:
+    def _configure(
+        self, clock: Clock | None, max_bytes: int | None, redact_headers: Iterable[str], compression: str | None
+    ) -> None:
         """Check and keep the options that do not depend on the database."""
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning a datetime, not {type(clock).__name__}")
         self._redacted = check_header_names(redact_headers)
+        self._codec = check_compression(compression)
         cap = check_max_bytes(max_bytes)
         self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
@@ -125,7 +136,7 @@ class CacheRepository:
         :func:`animedex_store.fastpath.sqlite_file.connect_memory` or ``connect``); closing the
         repository closes it. The pytest plugin's per-test copies use this."""
         repository = cls.__new__(cls)
-        repository._configure(clock, None, ())
+        repository._configure(clock, None, (), None)
         repository._db, repository._sql = sqlite_database(connection, target)
         repository.target = target
         return repository
@@ -162,17 +173,18 @@ class CacheRepository:
     def _write(self, backend: str, signature: str, payload: object, headers: bytes, ttl_seconds: object) -> None:
         check_key("backend", backend)
         check_key("signature", signature)
-        payload_bytes = check_payload(payload)
+        stored, codec = encode(check_payload(payload), self._codec)
         ttl = check_ttl(ttl_seconds)
         now = self._now()
+        values = (backend, signature, stored, now + ttl, headers, now, codec)
         cap = self._cap
         if cap is None:
-            self._db.execute(self._sql.upsert, (backend, signature, payload_bytes, now + ttl, headers, now))
+            self._db.execute(self._sql.upsert, values)
             return
-        cap.check_fits(len(payload_bytes))
+        cap.check_fits(len(stored))
         previous = cap.previous_size(self._db, self._sql, backend, signature)
-        self._db.execute(self._sql.upsert, (backend, signature, payload_bytes, now + ttl, headers, now))
-        cap.grew(self._db, self._sql, len(payload_bytes) - previous, (backend, signature))
+        self._db.execute(self._sql.upsert, values)
+        cap.grew(self._db, self._sql, len(stored) - previous, (backend, signature))
 
     def set_model(self, backend: str, signature: str, model: BaseModel, *, ttl_seconds: int) -> None:
         """Store a pydantic model as ``model.model_dump_json()`` in UTF-8."""
@@ -197,28 +209,29 @@ class CacheRepository:
         """
         check_key("backend", backend)
         pairs = items.items() if isinstance(items, Mapping) else _pairs(items)
-        payloads: dict[str, bytes] = {}
+        encoded: dict[str, tuple[bytes, int]] = {}  # signature -> (payload as stored, codec)
         for signature, payload in pairs:
             check_key("signature", signature)
-            payloads[signature] = check_payload(payload)
+            encoded[signature] = encode(check_payload(payload), self._codec)
         ttl = check_ttl(ttl_seconds)
-        if not payloads:
+        if not encoded:
             return
         cap = self._cap
         if cap is not None:
-            for payload in payloads.values():
-                cap.check_fits(len(payload))
+            for stored, _codec in encoded.values():
+                cap.check_fits(len(stored))
         now = self._now()
         expires_at = now + ttl
         rows = [
-            (backend, signature, payload, expires_at, _EMPTY_HEADERS, now) for signature, payload in payloads.items()
+            (backend, signature, stored, expires_at, _EMPTY_HEADERS, now, codec)
+            for signature, (stored, codec) in encoded.items()
         ]
         self._db.executemany(self._sql.upsert, rows)
         if cap is not None:
             # Counted as if nothing was overwritten: the cap's estimate only runs
             # high, and it counts exactly before evicting anything.
-            last_written = (backend, next(reversed(payloads)))
-            cap.grew(self._db, self._sql, sum(map(len, payloads.values())), last_written)
+            last_written = (backend, next(reversed(encoded)))
+            cap.grew(self._db, self._sql, sum(len(stored) for stored, _codec in encoded.values()), last_written)
 
     def purge_expired(self) -> int:
         """Delete every row with ``expires_at <= now``; returns how many rows were removed.
@@ -321,7 +334,7 @@ class CacheRepository:
         if row is None or row[1] <= self._now():
             return None
         payload: bytes = row[0]
-        return payload
+        return payload if not row[2] else decode(payload, row[2], self.target, (backend, signature))
 
     def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
         """``{signature: payload}`` of the live rows among ``signatures`` (missing and expired left out)."""
@@ -341,7 +354,8 @@ class CacheRepository:
             size = 1 << (len(chunk) - 1).bit_length()
             chunk += chunk[-1:] * (size - len(chunk))
             rows = self._db.fetchall(self._sql.get_many(size), (backend, *chunk, now))
-            found.update((signature, payload) for signature, payload in rows)
+            for signature, payload, codec in rows:
+                found[signature] = payload if not codec else decode(payload, codec, self.target, (backend, signature))
         return found
 
     def get_with_meta(self, backend: str, signature: str, *, allow_stale: bool = False) -> CachedResponse | None:
@@ -358,12 +372,12 @@ class CacheRepository:
         row = self._db.fetchone(self._sql.get_with_meta, (backend, signature))
         if row is None:
             return None
-        payload, headers, fetched_at, expires_at = row
+        payload, headers, fetched_at, expires_at, codec = row
         stale = expires_at <= self._now()
         if stale and not allow_stale:
             return None
         return CachedResponse(
-            payload,
+            payload if not codec else decode(payload, codec, self.target, (backend, signature)),
             decode_headers(headers),
             _utc_or_none(fetched_at),
             datetime.fromtimestamp(expires_at, timezone.utc),

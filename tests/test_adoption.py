@@ -75,7 +75,8 @@ def test_seed_file_is_adopted_with_every_row(seed_file: tuple[Path, list[SeedRow
     assert_reads_every_row(path, stored)
 
     assert_at_head(path)
-    assert schema(path).without_rowid == before.without_rowid
+    # Revision 0005 rebuilds cache_rows as a rowid table, whichever layout the seed left.
+    assert before.tables["cache_rows"] and not schema(path).without_rowid
 
 
 def test_reopening_an_adopted_file_changes_nothing(seed_file: tuple[Path, list[SeedRow]]) -> None:

@@ -33,7 +33,7 @@ def test_upgrade_current_history_check_and_downgrade(tmp_path: Path) -> None:
 
     run_alembic(*x_url, "upgrade", "head", home=tmp_path)
     assert schema(path).alembic_versions == (HEAD_REVISION,)
-    assert schema(path).without_rowid
+    assert not schema(path).without_rowid  # revision 0005's layout
     assert journal_mode(path) == "wal"  # the CLI switches a file it created, as the open path does
 
     assert f"{HEAD_REVISION} (head)" in run_alembic(*x_url, "current", home=tmp_path).stdout
@@ -110,7 +110,7 @@ def test_upgrade_head_adopts_a_seed_v1_file(tmp_path: Path) -> None:
 
     adopted = schema(path)
     assert adopted.alembic_versions == (HEAD_REVISION,) and adopted.schema_version == "2"
-    assert adopted.without_rowid
+    assert not adopted.without_rowid  # revision 0005 rebuilt the seed's table
     assert rows(path) == sorted(row.as_tuple() for row in stored)
     assert "No new upgrade operations detected" in run_alembic("-x", f"url={url(path)}", "check", home=tmp_path).stdout
 

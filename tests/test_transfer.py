@@ -10,13 +10,14 @@ import select
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cli_runner import cli_runner
 from platforms import needs_pty
-from rowdump import dump_rows, plain_engine, rows
+from rowdump import DUMPED, dump_rows, plain_engine, rows
 from sqlalchemy import insert
 
 from animedex_store import CacheRepository
@@ -39,7 +40,8 @@ KEYS = [
 
 
 def sample_rows() -> list[tuple]:
-    """Rows as the cache can hold them: live, expired, pre-v2 (NULL meta), odd payloads and headers."""
+    """Rows as the cache can hold them (the columns of ``rowdump.DUMPED``): live, expired, pre-v2
+    (NULL meta), odd payloads and headers, and payloads stored compressed (codec 1: zlib)."""
     generator = random.Random(4)
     payloads = [b"", b"\x00\xff" * 3, generator.randbytes(1 << 20), "ナルト".encode()]
     headers = [b"{}", '{"X-Título": "ナルト 🍥"}'.encode(), None, b"\xff not json"]
@@ -47,7 +49,10 @@ def sample_rows() -> list[tuple]:
     for index, (backend, signature) in enumerate(KEYS):
         expires_at = NOW + (-5, 0, 60, 2**40)[index % 4]  # NOW itself is expired
         fetched_at = None if headers[index % 4] is None else NOW - index
-        made.append((backend, signature, payloads[index % 4], expires_at, headers[index % 4], fetched_at))
+        payload, codec = payloads[index % 4], 0
+        if index % 3 == 1:
+            payload, codec = zlib.compress(payload * 4096), 1
+        made.append((backend, signature, payload, expires_at, headers[index % 4], fetched_at, codec))
     return made
 
 
@@ -63,9 +68,8 @@ def filled(url: str, values: list[tuple]) -> str:
     """``url`` migrated to head by a repository, then ``values`` inserted as they are."""
     CacheRepository(url).close()
     engine = plain_engine(url)
-    names = [column.name for column in rows.columns]
     with engine.begin() as connection:
-        connection.execute(insert(rows), [dict(zip(names, row)) for row in values])
+        connection.execute(insert(rows), [dict(zip(DUMPED, row)) for row in values])
     engine.dispose()
     return url
 
@@ -122,8 +126,8 @@ def test_copies_live_rows_in_batches(tmp_path: Path) -> None:
 def test_rerun_replaces_same_keys_and_keeps_other_rows(tmp_path: Path) -> None:
     original = [row for row in sample_rows() if is_live(row)]
     source = filled(sqlite_url(tmp_path, "source.sqlite"), original)
-    stale_copy = (*original[0][:2], b"older payload", NOW + 1, None, None)
-    unrelated = ("other", "row", b"keep me", NOW + 1, b"{}", NOW)
+    stale_copy = (*original[0][:2], b"older payload", NOW + 1, None, None, 0)
+    unrelated = ("other", "row", b"keep me", NOW + 1, b"{}", NOW, 0)
     destination = filled(sqlite_url(tmp_path, "destination.sqlite"), [stale_copy, unrelated])
     copy_store(source, destination, now=NOW)
     copy_store(source, destination, now=NOW)
@@ -209,7 +213,7 @@ def test_cli_copy_failures(tmp_path: Path, monkeypatch, arguments: list[str], ex
 def test_cli_copy_shows_progress_on_a_terminal(tmp_path: Path) -> None:
     import pty  # POSIX-only: imported here so the module collects everywhere
 
-    values = [(f"b{i % 3}", f"s{i}", b"x" * i, NOW + 10**9, b"{}", NOW) for i in range(1200)]
+    values = [(f"b{i % 3}", f"s{i}", b"x" * i, NOW + 10**9, b"{}", NOW, 0) for i in range(1200)]
     source = filled(sqlite_url(tmp_path, "source.sqlite"), values)
     command = [sys.executable, "-c", "from animedex_store.cli import main; main()", "copy", source]
     terminal, child_side = pty.openpty()

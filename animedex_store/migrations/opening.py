@@ -32,7 +32,7 @@ from ..sql.servers import connections_for
 from ..sql.statements import Statements
 from .adoption import adopt_legacy, current_revision
 from .lock import schema_lock
-from .revisions import HEAD_REVISION, alembic_config
+from .revisions import HEAD_REVISION, Progress, alembic_config
 
 __all__ = ["open_migrated", "open_store", "ensure_schema", "read_revision_fast"]
 
@@ -53,13 +53,15 @@ def open_store(
     *,
     migrate: bool = True,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    progress: Progress | None = None,
 ) -> StoreEngine:
     """Configure the resolved ``target``'s engine and bring its database to head.
 
     With ``migrate=False`` nothing is created or changed, and a missing or
     behind database raises :class:`SchemaBehindError`. SQLite switches to WAL
     only once the file is known to be ours. On failure the engine is disposed
-    and the error is a :class:`StoreError` naming the target.
+    and the error is a :class:`StoreError` naming the target. A migration step
+    that rewrites rows reports to ``progress(done, total)``.
     """
     try:
         store = open_engine(target, timeout=timeout, create=migrate)
@@ -70,7 +72,7 @@ def open_store(
             target=exc.filename,
         ) from None
     try:
-        if ensure_schema(store.engine, store.target, migrate=migrate):
+        if ensure_schema(store.engine, store.target, migrate=migrate, progress=progress):
             enable_wal(store)
     except Exception as exc:
         store.dispose()
@@ -99,7 +101,7 @@ def read_revision_fast(engine: Engine) -> str | None:
     return revision
 
 
-def ensure_schema(engine: Engine, target: str, *, migrate: bool = True) -> bool:
+def ensure_schema(engine: Engine, target: str, *, migrate: bool = True, progress: Progress | None = None) -> bool:
     """Make sure the database is at :data:`HEAD_REVISION`.
 
     Returns ``True`` when this call changed the schema (so SQLite can switch to
@@ -123,7 +125,7 @@ def ensure_schema(engine: Engine, target: str, *, migrate: bool = True) -> bool:
         from alembic import command
 
         try:
-            command.upgrade(alembic_config(connection), "head")
+            command.upgrade(alembic_config(connection, progress=progress), "head")
         except StoreError:
             raise
         except Exception as exc:

@@ -70,18 +70,12 @@ def copy_store(
 
     from ..sql.models import CacheRow
     from ..sql.servers import connections_for
-    from ..sql.statements import Statements
+    from ..sql.statements import VALUE_NAMES, Statements
 
     rows = CacheRow.__table__
-    # The order Statements.upsert takes its values in.
-    columns = (
-        rows.c.backend,
-        rows.c.signature,
-        rows.c.payload,
-        rows.c.expires_at,
-        rows.c.response_headers,
-        rows.c.fetched_at,
-    )
+    # The order Statements.upsert takes its values in. Payloads go as they are stored, with
+    # their codec: a compressed row stays compressed, and every reader decodes it.
+    columns = [rows.c[name] for name in VALUE_NAMES]
     now = int(time.time()) if now is None else now
     live = rows.c.expires_at > now
     if resolve_target(source) == resolve_target(destination):

@@ -36,6 +36,7 @@ __all__ = [
     "Compiled",
     "Statements",
     "GET_MANY_CHUNK",
+    "VALUE_NAMES",
     "FROZEN_STATEMENTS",
     "FROZEN_ABSENT",
     "GET_MANY_SIZES",
@@ -53,9 +54,10 @@ _expired = _rows.c.expires_at <= bindparam("now")
 _payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite reads no overflow page for it
 # Constants as SQL literals, not bound parameters: callers bind only the values they pass.
 _ZERO: ColumnElement[int] = literal_column("0")
-_with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at)
+_with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at, _rows.c.codec)
 _KEY = ("backend", "signature")
-_VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at")
+#: The values a write takes, in this order (``payload`` as stored, ``codec`` saying how).
+VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at", "codec")
 
 _locks = cast(Table, CacheLock.__table__)
 _lock_key_matches = (_locks.c.backend == bindparam("backend"), _locks.c.signature == bindparam("signature"))
@@ -75,8 +77,8 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: Sequence[str]) -
 
 def _upsert(dialect: Dialect) -> ClauseElement:
     """One-statement insert-or-replace: no read-modify-write race between writers."""
-    values: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in _VALUE_NAMES}
-    replaced = ("payload", "expires_at", "response_headers", "fetched_at")
+    values: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in VALUE_NAMES}
+    replaced = VALUE_NAMES[2:]
     if dialect.name in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert as mysql_insert
 
@@ -199,14 +201,16 @@ class Statements:
     # reads the clock (and the statement binds one value fewer).
     @cached_property
     def get(self) -> Compiled:
-        return _compile(select(_rows.c.payload, _rows.c.expires_at).where(*_key_matches), self._dialect, _KEY)
+        return _compile(
+            select(_rows.c.payload, _rows.c.expires_at, _rows.c.codec).where(*_key_matches), self._dialect, _KEY
+        )
 
     @cached_property
     def get_with_meta(self) -> Compiled:
         return _compile(select(*_with_meta).where(*_key_matches), self._dialect, _KEY)
 
     def get_many(self, size: int) -> Compiled:
-        """``(signature, payload)`` of the live rows among ``size`` signatures of one backend.
+        """``(signature, payload, codec)`` of the live rows among ``size`` signatures of one backend.
 
         Values: backend, the ``size`` signatures, now. Callers pad their
         chunks to a power of two, so at most a dozen variants get compiled.
@@ -214,7 +218,7 @@ class Statements:
         compiled = self._get_many.get(size)
         if compiled is None:
             names = ("backend", *(f"signature_{i}" for i in range(size)), "now")
-            statement = select(_rows.c.signature, _rows.c.payload).where(
+            statement = select(_rows.c.signature, _rows.c.payload, _rows.c.codec).where(
                 _key_matches[0], _rows.c.signature.in_([bindparam(name) for name in names[1:-1]]), _live
             )
             compiled = self._get_many[size] = _compile(statement, self._dialect, names)
@@ -222,7 +226,7 @@ class Statements:
 
     @cached_property
     def upsert(self) -> Compiled:
-        return _compile(_upsert(self._dialect), self._dialect, _VALUE_NAMES)
+        return _compile(_upsert(self._dialect), self._dialect, VALUE_NAMES)
 
     @cached_property
     def purge_expired(self) -> Compiled:
@@ -364,7 +368,7 @@ def render_sqlite_module() -> str:
     lines.append("}\n\n\n")
     lines.append(
         "def get_many(size: int) -> Compiled:\n"
-        '    """``(signature, payload)`` of the live rows among ``size`` signatures (a power of two)."""\n'
+        '    """``(signature, payload, codec)`` of the live rows among ``size`` signatures (a power of two)."""\n'
         "    return _GET_MANY[size]\n"
     )
     return "".join(lines)
