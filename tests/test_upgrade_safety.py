@@ -71,7 +71,6 @@ def _snapshot(engine: Engine) -> tuple[list[str], list[tuple], list[str]]:
     return list(table.c.keys()), found, versions
 
 
-
 @pytest.mark.parametrize("revision", [revision for revision in revisions() if revision != HEAD_REVISION])
 def test_opening_a_database_at_an_earlier_revision_keeps_every_row(
     engine: Engine, engine_url: str, revision: str
