@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
+from ..fastpath.targets import resolve_target
 from ..migrations.revisions import HEAD_REVISION
 from ..ops.copy import DEFAULT_BATCH_SIZE, copy_store
-from ..repository import CacheRepository
 from .group import (
     Report,
     check_url,
@@ -25,7 +25,7 @@ from .group import (
     store_command,
 )
 
-__all__ = ["selftest", "info", "upgrade", "purge", "copy_command", "vacuum", "CopyProgress"]
+__all__ = ["selftest", "info", "upgrade", "purge", "copy_command", "vacuum", "ProgressBar"]
 
 
 def _render_selftest(report: Report) -> str:
@@ -100,11 +100,15 @@ def upgrade(url: str | None) -> Report:
     Opening a cache does this anyway; run it to migrate at a time of your
     choosing (for example before deploying a new animedex to several machines).
     A missing SQLite file is created. A seed cache file is adopted first.
+    A step that rewrites every row (revision 0005 on SQLite) shows a progress
+    bar on stderr when it is a terminal.
     """
+    from ..migrations.opening import open_store
     from ..ops.inspection import describe_store
 
     before = describe_store(url)
-    CacheRepository(url).close()
+    with ProgressBar("migrating rows") as progress:
+        open_store(resolve_target(url), progress=progress.show).dispose()
     return {
         "target": before.target,
         "before": before.revision,
@@ -160,7 +164,7 @@ def copy_command(source: str, destination: str, include_expired: bool, batch_siz
 
     def run() -> Report:
         # The bar is finished (its line ended) before the report is printed.
-        with CopyProgress() as progress:
+        with ProgressBar("copying rows") as progress:
             try:
                 summary = copy_store(
                     source,
@@ -177,23 +181,32 @@ def copy_command(source: str, destination: str, include_expired: bool, batch_siz
     print_report(run, _render_copy, as_json)
 
 
-class CopyProgress:
-    """A click progress bar on stderr, created once the number of rows is known."""
+class ProgressBar:
+    """A click progress bar on stderr when it is a terminal, created once the number of rows is known."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str) -> None:
+        self._label = label
         self._stack = contextlib.ExitStack()
         self._bar: Any = None
+        self._done = 0
 
     def start(self, total: int) -> None:
         if sys.stderr.isatty():
-            bar = click.progressbar(length=total, label="copying rows", show_pos=True, file=sys.stderr)
+            bar = click.progressbar(length=total, label=self._label, show_pos=True, file=sys.stderr)
             self._bar = self._stack.enter_context(bar)
 
     def advance(self, rows: int) -> None:
+        self._done += rows
         if self._bar is not None:
             self._bar.update(rows)
 
-    def __enter__(self) -> CopyProgress:
+    def show(self, done: int, total: int) -> None:
+        """``progress(done, total)``, as a long migration step reports it."""
+        if self._bar is None and self._done == 0:
+            self.start(total)
+        self.advance(done - self._done)
+
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
