@@ -169,6 +169,33 @@ def test_none_resolving_to_the_default_file_loads_no_heavy_package(
     assert [row[:3] for row in rows(path)] == [("anilist", "after-clear", b"kept")]
 
 
+COMPRESSED = """
+from animedex_store import CacheRepository
+
+cache = CacheRepository(sys.argv[1], compression=sys.argv[2])
+big = b'{"id": 1, "title": "Sousou no Frieren"}' * 1024
+cache.set("anilist", "big", big, ttl_seconds=3600)
+cache.set_with_meta("anilist", "meta", big, response_headers={"ETag": "1"}, ttl_seconds=3600)
+cache.set_many("anilist", {"many": big, "small": b"{}"}, ttl_seconds=3600)
+found = [
+    cache.get("anilist", "big") == big,
+    cache.get_with_meta("anilist", "meta")[:2] == (big, {"ETag": "1"}),
+    cache.get_many("anilist", ["many", "small"]) == {"many": big, "small": b"{}"},
+]
+codecs = sorted({row[0] for row in cache._db.conn.execute("SELECT codec FROM cache_rows")})
+cache.close()
+print(json.dumps({"loaded": heavy_loaded(), "found": found, "codecs": codecs}))
+"""
+
+
+@pytest.mark.parametrize(("compression", "codec"), [("zlib", 1), ("zstd", 2)])
+def test_compressed_reads_and_writes_load_no_heavy_package(
+    tmp_path: Path, at_head: Path, compression: str, codec: int
+) -> None:
+    probe = run_fresh(COMPRESSED, str(at_head), compression, cwd=tmp_path)
+    assert probe == {"loaded": [], "found": [True, True, True], "codecs": [0, codec]}
+
+
 MODELS = """
 from pydantic import BaseModel
 

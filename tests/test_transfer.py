@@ -6,7 +6,6 @@ import json
 import math
 import os
 import random
-import select
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from cli_runner import cli_runner
 from platforms import needs_pty
 from rowdump import DUMPED, dump_rows, plain_engine, rows
 from sqlalchemy import insert
+from terminal import read_terminal
 
 from animedex_store import CacheRepository
 from animedex_store.cli import cli
@@ -229,23 +229,3 @@ def test_cli_copy_shows_progress_on_a_terminal(tmp_path: Path) -> None:
         assert process.wait(timeout=60) == 0
     assert "copying rows" in seen and "[####" in seen and "1200/1200" in seen and "100/1200" in seen
     assert stdout.startswith("copied 1200 row(s)") and "copying" not in stdout
-
-
-def read_terminal(terminal: int, deadline: float) -> str:
-    """Everything written to the pseudo-terminal until the child closes it (or the deadline)."""
-    chunks = []
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([terminal], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                break
-            try:
-                chunk = os.read(terminal, 65536)
-            except OSError:  # EIO: the child closed its side
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(terminal)
-    return b"".join(chunks).decode(errors="replace")
