@@ -176,7 +176,7 @@ class CacheRepository:
         stored, codec = encode(check_payload(payload), self._codec)
         ttl = check_ttl(ttl_seconds)
         now = self._now()
-        values = (backend, signature, stored, now + ttl, headers, now, codec)
+        values = (backend, signature, now + ttl, now, codec, headers, stored)
         cap = self._cap
         if cap is None:
             self._db.execute(self._sql.upsert, values)
@@ -223,7 +223,7 @@ class CacheRepository:
         now = self._now()
         expires_at = now + ttl
         rows = [
-            (backend, signature, stored, expires_at, _EMPTY_HEADERS, now, codec)
+            (backend, signature, expires_at, now, codec, _EMPTY_HEADERS, stored)
             for signature, (stored, codec) in encoded.items()
         ]
         self._db.executemany(self._sql.upsert, rows)

@@ -12,13 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import batch, hot_path, scale, servers, startup
+from . import batch, hot_path, real_payloads, scale, servers, startup
 from .measure import Result, Settings, Skipped, merge_runs
 from .report import as_json, environment, markdown_table
 
 SUITES = {
     "hot_path": hot_path.run,
     "batch": batch.run,
+    "real_payloads": real_payloads.run,
     "scale": scale.run,
     "startup": startup.run,
     "servers": servers.run,

@@ -36,7 +36,7 @@ def run(settings: Settings, workdir: Path) -> list[Result]:
         def raw_executemany() -> None:
             # What set_many does, by hand: rows built from the mapping, one upsert executemany, one transaction.
             now = int(time.time())
-            rows = [(BACKEND, key, payload, now + TTL, b"{}", now) for key, payload in items.items()]
+            rows = [(BACKEND, key, now + TTL, now, 0, b"{}", payload) for key, payload in items.items()]
             raw.execute("BEGIN IMMEDIATE")
             raw.executemany(sqlite_statements.upsert.sql, rows)
             raw.execute("COMMIT")

@@ -68,7 +68,7 @@ def _one_server(name: str, url: str, settings: Settings) -> list[Result]:
 
         def raw_set(key: str) -> None:
             at = int(time.time())
-            cursor.execute(sql.upsert.sql, sql.upsert.bind((BACKEND, key, PAYLOAD, at + TTL, b"{}", at)))
+            cursor.execute(sql.upsert.sql, sql.upsert.bind((BACKEND, key, at + TTL, at, 0, b"{}", PAYLOAD)))
 
         # A round trip per call (and a commit per set) makes server calls slow: fewer of them per round.
         keys = [KEYS[i % len(KEYS)] for i in range(max(1, settings.ops // 20))]

@@ -19,7 +19,7 @@ get_with_meta = Compiled(
 )
 upsert = Compiled(
     "INSERT INTO cache_rows (backend, signature, expires_at, fetched_at, codec, response_headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET expires_at = excluded.expires_at, fetched_at = excluded.fetched_at, codec = excluded.codec, response_headers = excluded.response_headers, payload = excluded.payload",
-    InOrder(0, 1, 3, 5, 6, 4, 2),
+    tuple,
 )
 purge_expired = Compiled(
     "DELETE FROM cache_rows WHERE (cache_rows.backend, cache_rows.signature) IN (SELECT expired.backend, expired.signature \nFROM (SELECT cache_rows.backend AS backend, cache_rows.signature AS signature \nFROM cache_rows \nWHERE cache_rows.expires_at <= ?\n LIMIT ? OFFSET 0) AS expired)",

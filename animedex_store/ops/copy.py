@@ -76,6 +76,7 @@ def copy_store(
     # The order Statements.upsert takes its values in. Payloads go as they are stored, with
     # their codec: a compressed row stays compressed, and every reader decodes it.
     columns = [rows.c[name] for name in VALUE_NAMES]
+    payload = VALUE_NAMES.index("payload")
     now = int(time.time()) if now is None else now
     live = rows.c.expires_at > now
     if resolve_target(source) == resolve_target(destination):
@@ -99,7 +100,7 @@ def copy_store(
                     values = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in batch]
                     writer.executemany(upsert, values)
                     copied += len(values)
-                    size += sum(len(row[2]) for row in values)
+                    size += sum(len(row[payload]) for row in values)
                     if on_batch is not None:
                         on_batch(len(values))
         except (SQLAlchemyError, src.engine.dialect.loaded_dbapi.Error) as exc:

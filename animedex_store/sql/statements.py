@@ -56,8 +56,9 @@ _payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite
 _ZERO: ColumnElement[int] = literal_column("0")
 _with_meta = (_rows.c.payload, _rows.c.response_headers, _rows.c.fetched_at, _rows.c.expires_at, _rows.c.codec)
 _KEY = ("backend", "signature")
-#: The values a write takes, in this order (``payload`` as stored, ``codec`` saying how).
-VALUE_NAMES = ("backend", "signature", "payload", "expires_at", "response_headers", "fetched_at", "codec")
+#: The values a write takes, in this order, which is the table's (``payload`` as stored, ``codec``
+#: saying how): the compiled INSERT lists them so, and the driver gets a caller's tuple as it is.
+VALUE_NAMES = ("backend", "signature", "expires_at", "fetched_at", "codec", "response_headers", "payload")
 
 _locks = cast(Table, CacheLock.__table__)
 _lock_key_matches = (_locks.c.backend == bindparam("backend"), _locks.c.signature == bindparam("signature"))
