@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import batch, hot_path, real_payloads, scale, servers, startup
+from . import batch, hot_path, layouts, real_payloads, scale, servers, startup
 from .measure import Result, Settings, Skipped, merge_runs
 from .report import as_json, environment, markdown_table
 
@@ -20,6 +20,7 @@ SUITES = {
     "hot_path": hot_path.run,
     "batch": batch.run,
     "real_payloads": real_payloads.run,
+    "layouts": layouts.run,
     "scale": scale.run,
     "startup": startup.run,
     "servers": servers.run,

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["SAMPLE", "RealPayload", "real_payloads"]
+__all__ = ["SAMPLE", "RealPayload", "real_payloads", "real_rows"]
 
 #: 300 responses animedex recorded for its own tests (see ``benchmarks/data/README.md``).
 SAMPLE = Path(__file__).resolve().parent / "data" / "animedex-payloads-sample.jsonl.gz"
@@ -23,6 +23,11 @@ class RealPayload(NamedTuple):
     payload: bytes
     headers: dict[str, str]
 
+    @property
+    def headers_blob(self) -> bytes:
+        """The headers as the store keeps them: UTF-8 JSON."""
+        return json.dumps(self.headers, ensure_ascii=False).encode("utf-8")
+
 
 @functools.lru_cache(maxsize=1)
 def real_payloads() -> tuple[RealPayload, ...]:
@@ -33,3 +38,12 @@ def real_payloads() -> tuple[RealPayload, ...]:
         RealPayload(record["backend"], record["signature"], base64.b64decode(record["payload_b64"]), record["headers"])
         for record in records
     )
+
+
+def real_rows(count: int) -> list[RealPayload]:
+    """``count`` rows: the sample cycled, each with a signature of its own."""
+    sample = real_payloads()
+    return [
+        item._replace(signature=f"{item.signature}#{index}")
+        for index, item in ((index, sample[index % len(sample)]) for index in range(count))
+    ]

@@ -20,10 +20,10 @@ from pathlib import Path
 from animedex_store import CacheRepository
 
 from .measure import Result, Settings, interleaved
-from .payloads import RealPayload, real_payloads
+from .payloads import RealPayload, real_rows
 from .seed_baseline import SeedCache
 
-__all__ = ["run", "ROWS"]
+__all__ = ["run", "ROWS", "QUICK_ROWS", "SEED"]
 
 ROWS = 1_024
 QUICK_ROWS = 300
@@ -42,14 +42,6 @@ _SEED_UPSERT = (
 )
 
 
-def _rows(count: int) -> list[RealPayload]:
-    sample = real_payloads()
-    return [
-        RealPayload(item.backend, f"{item.signature}#{index}", item.payload, item.headers)
-        for index, item in ((index, sample[index % len(sample)]) for index in range(count))
-    ]
-
-
 def _file_bytes(path: Path) -> int:
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -66,7 +58,7 @@ def _loop(call: Callable[[RealPayload], object], rows: list[RealPayload]) -> Cal
 
 
 def run(settings: Settings, workdir: Path) -> list[Result]:
-    rows = _rows(QUICK_ROWS if settings.quick else ROWS)
+    rows = real_rows(QUICK_ROWS if settings.quick else ROWS)
     reads = random.Random(12).sample(rows, len(rows))
     by_backend: dict[str, dict[str, bytes]] = {}
     for row in rows:
