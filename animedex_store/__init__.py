@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .core.defaults import default_cache_path, default_ttl_seconds
-from .core.response import CachedResponse
+from .core.response import CachedResponse, StoredKey
 from .errors import StoreError
 from .repository import CacheRepository
 
@@ -22,6 +22,7 @@ __all__ = [
     "CacheStats",
     "CachedResponse",
     "StoreError",
+    "StoredKey",
     "default_cache_path",
     "default_ttl_seconds",
 ]

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .core.clock import Clock, epoch_millis, epoch_seconds
+from .core.clock import Clock, epoch_millis, epoch_seconds, utc_datetime
 from .core.codecs import check_compression, decode, encode
 from .core.connections import ClosedConnections, Database
-from .core.response import CachedResponse
+from .core.response import CachedResponse, StoredKey
 from .core.validation import (
     MAX_TTL_SECONDS,
     MAX_WAIT_SECONDS,
+    check_count,
     check_header_names,
     check_key,
     check_payload,
@@ -46,6 +47,8 @@ ModelT = TypeVar("ModelT", bound="BaseModel")
 _EMPTY_HEADERS = b"{}"
 #: Rows removed per transaction by :meth:`CacheRepository.purge_expired`.
 PURGE_BATCH = 1_000
+#: An ``expires_after`` bound below every row's ``expires_at``: "expired or not".
+_EVERY_ROW = -(2**62)
 
 
 def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
@@ -63,7 +66,7 @@ def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
 
 
 def _utc_or_none(seconds: int | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+    return None if seconds is None else utc_datetime(seconds)
 
 
 def _open_migrated(target: Resolved, *, migrate: bool, timeout: float) -> Database:
@@ -312,6 +315,15 @@ class CacheRepository:
         check_key("signature", signature)
         return self._db.execute(self._sql.delete, (backend, signature)) > 0
 
+    def delete_many(self, backend: str, signatures: Iterable[str]) -> int:
+        """Delete the rows of ``signatures`` (expired or not, missing ones ignored) in one statement per
+        :data:`~animedex_store.sql.statements.GET_MANY_CHUNK` keys; returns how many were removed.
+        Every key is checked before anything is deleted."""
+        return sum(
+            self._db.execute(self._sql.delete_many(size), (backend, *chunk))
+            for size, chunk in self._padded_chunks(backend, signatures)
+        )
+
     def clear(self, backend: str | None = None) -> int:
         """Delete every row, or only ``backend``'s; returns how many were removed."""
         if backend is None:
@@ -338,25 +350,56 @@ class CacheRepository:
 
     def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
         """``{signature: payload}`` of the live rows among ``signatures`` (missing and expired left out)."""
-        check_key("backend", backend)
-        if isinstance(signatures, str):
-            raise TypeError("signatures must be an iterable of str, not a single str")
-        wanted = dict.fromkeys(signatures)  # in order, without repeats
-        for signature in wanted:
-            check_key("signature", signature)
+        chunks = self._padded_chunks(backend, signatures)
         now = self._now()
         found: dict[str, bytes] = {}
-        keys = list(wanted)
-        chunk_size = self._sql.get_many_chunk
-        for start in range(0, len(keys), chunk_size):
-            chunk = keys[start : start + chunk_size]
-            # Pad to a power of two by repeating a key: a handful of compiled variants serve every size.
-            size = 1 << (len(chunk) - 1).bit_length()
-            chunk += chunk[-1:] * (size - len(chunk))
+        for size, chunk in chunks:
             rows = self._db.fetchall(self._sql.get_many(size), (backend, *chunk, now))
             for signature, payload, codec in rows:
                 found[signature] = payload if not codec else decode(payload, codec, self.target, (backend, signature))
         return found
+
+    def _padded_chunks(self, backend: str, signatures: Iterable[str]) -> list[tuple[int, list[str]]]:
+        """``signatures`` checked, without repeats, in chunks padded to a power of two by repeating a
+        key: a handful of compiled variants of ``get_many``/``delete_many`` serve every size."""
+        check_key("backend", backend)
+        if isinstance(signatures, str):
+            raise TypeError("signatures must be an iterable of str, not a single str")
+        keys = list(dict.fromkeys(signatures))  # in order, without repeats
+        for signature in keys:
+            check_key("signature", signature)
+        chunk_size = self._sql.get_many_chunk
+        chunks = []
+        for start in range(0, len(keys), chunk_size):
+            chunk = keys[start : start + chunk_size]
+            size = 1 << (len(chunk) - 1).bit_length()
+            chunks.append((size, chunk + chunk[-1:] * (size - len(chunk))))
+        return chunks
+
+    def keys(self, backend: str, *, include_expired: bool = False, page_size: int = 1_000) -> Iterator[StoredKey]:
+        """The keys of ``backend``'s live rows (``include_expired``: all its rows), by signature, as
+        :class:`StoredKey` ``(signature, expires_at, size)``; payloads are not read.
+
+        Read in pages of ``page_size`` rows, each one query that continues after the last
+        signature seen: rows written or deleted meanwhile are seen or not, never twice.
+        """
+        check_key("backend", backend)
+        page_size = check_count("page_size", page_size)
+        expires_after = _EVERY_ROW if include_expired else self._now()
+        rows = self._db.fetchall(self._sql.keys_first_page, (backend, expires_after, page_size))
+        while rows:
+            for signature, expires_at, size in rows:
+                yield StoredKey(signature, utc_datetime(expires_at), int(size))
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
+            rows = self._db.fetchall(self._sql.keys_next_page, (backend, expires_after, after, page_size))
+
+    def count(self, backend: str, *, include_expired: bool = False) -> int:
+        """How many live rows ``backend`` has (``include_expired``: rows of any age); one query."""
+        check_key("backend", backend)
+        row = self._db.fetchone(self._sql.count_backend, (backend, _EVERY_ROW if include_expired else self._now()))
+        return int(row[0]) if row is not None else 0
 
     def get_with_meta(self, backend: str, signature: str, *, allow_stale: bool = False) -> CachedResponse | None:
         """``(payload, headers, fetched_at)`` as a :class:`CachedResponse`, or ``None``.
@@ -380,7 +423,7 @@ class CacheRepository:
             payload if not codec else decode(payload, codec, self.target, (backend, signature)),
             decode_headers(headers),
             _utc_or_none(fetched_at),
-            datetime.fromtimestamp(expires_at, timezone.utc),
+            utc_datetime(expires_at),
             stale,
         )
 
@@ -463,8 +506,8 @@ class _FlightStore:
         return CachedResponse(
             payload,
             decode_headers(blob),
-            datetime.fromtimestamp(now, timezone.utc),
-            datetime.fromtimestamp(expires_at, timezone.utc),
+            utc_datetime(now),
+            utc_datetime(expires_at),
             expires_at <= now,
         )
 

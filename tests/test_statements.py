@@ -39,7 +39,9 @@ def test_every_frozen_statement_is_valid_sqlite_on_a_migrated_database() -> None
     with CacheRepository("sqlite://") as repository:
         connection: sqlite3.Connection = repository._db.conn  # type: ignore[attr-defined]
         frozen = [getattr(sqlite_statements, name) for name in statements.FROZEN_STATEMENTS]
-        frozen += [sqlite_statements.get_many(size) for size in statements.GET_MANY_SIZES]
+        frozen += [
+            getattr(sqlite_statements, name)(size) for name in statements.SIZED for size in statements.GET_MANY_SIZES
+        ]
         for compiled in frozen:
             # EXPLAIN compiles the statement against the real schema without running it.
             placeholders = compiled.sql.count("?")

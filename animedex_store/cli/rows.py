@@ -1,4 +1,4 @@
-"""Commands that look at and remove rows: ``stats``, ``get``, ``delete`` and ``clear``.
+"""Commands that look at and remove rows: ``stats``, ``keys``, ``get``, ``delete`` and ``clear``.
 
 They open the cache like any repository, so on an up-to-date SQLite file they
 run without SQLAlchemy (scripts call ``get`` in loops).
@@ -7,9 +7,10 @@ run without SQLAlchemy (scripts call ``get`` in loops).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 import click
 
@@ -18,7 +19,7 @@ from ..core.validation import check_key
 from ..repository import CacheRepository
 from .group import Report, existing_cache, human_size, store_command
 
-__all__ = ["stats", "get", "delete", "clear"]
+__all__ = ["stats", "keys", "get", "delete", "clear"]
 
 
 def _when(iso: str | None) -> str:
@@ -84,6 +85,51 @@ def stats(url: str | None) -> Report:
     with existing_cache(url) as (target, repository):
         counts = CacheStats() if repository is None else repository.stats()
         return {"target": target, "exists": repository is not None, **counts.as_dict()}
+
+
+def _render_keys(report: Report) -> str:
+    if not report["exists"]:
+        return f"no cache at {report['target']}"
+    table = [("SIGNATURE", "EXPIRES", "SIZE")]
+    for key in report["keys"]:
+        expires = _when(key["expires_at"]) + (" (expired)" if key["expired"] else "")
+        table.append((key["signature"], expires, human_size(key["bytes"])))
+    widths = [max(len(row[column]) for row in table) for column in range(3)]
+    lines = [f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2].rjust(widths[2])}" for row in table]
+    lines.append(f"{len(report['keys']):,} key(s) of backend {report['backend']!r} in {report['target']}")
+    return "\n".join(lines)
+
+
+@store_command(_render_keys)
+@click.argument("backend", callback=_check_key_argument)
+@click.option("--expired", is_flag=True, help="Also list rows that have expired but are still stored.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="List at most N keys.")
+def keys(url: str | None, backend: str, expired: bool, limit: int | None) -> Report:
+    """List the keys of one backend: each signature, when it expires and its size.
+
+    Sorted by signature; payloads are not read, so this is quick on a large
+    cache. Sizes are as stored (compressed rows count compressed bytes). A
+    missing cache file is reported, not created.
+
+    \b
+    Examples:
+      animedex-store keys anilist --limit 20
+      animedex-store keys rc:10:http_cache:responses --expired --json
+    """
+    with existing_cache(url) as (target, repository):
+        if repository is None:
+            return {"target": target, "exists": False, "backend": backend, "keys": []}
+        now = datetime.now(timezone.utc)
+        listed = [
+            {
+                "signature": key.signature,
+                "expires_at": key.expires_at.isoformat(),
+                "expired": key.expires_at <= now,
+                "bytes": key.size,
+            }
+            for key in itertools.islice(repository.keys(backend, include_expired=expired), limit)
+        ]
+    return {"target": target, "exists": True, "backend": backend, "keys": listed}
 
 
 def _render_get(report: Report) -> str | bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "FrozenClock", "FROZEN_AT", "epoch_seconds", "epoch_millis"]
+__all__ = ["Clock", "FrozenClock", "FROZEN_AT", "epoch_seconds", "epoch_millis", "utc_datetime"]
 
 #: A clock returns the current time as an aware datetime (naive is taken as UTC).
 Clock = Callable[[], datetime]
@@ -30,6 +30,20 @@ def epoch_seconds(moment: datetime) -> int:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND = timedelta(milliseconds=1)
+_LAST = datetime.max.replace(tzinfo=timezone.utc)
+_LAST_SECONDS = int(_LAST.timestamp())
+_FIRST = datetime.min.replace(tzinfo=timezone.utc)
+_FIRST_SECONDS = int(_FIRST.timestamp())
+
+
+def utc_datetime(seconds: int) -> datetime:
+    """Epoch ``seconds`` as an aware UTC datetime, pinned to the years 1 to 9999 that a datetime can
+    hold: a row may live far longer (``ttl_seconds`` up to 2**62, "for ever")."""
+    if seconds >= _LAST_SECONDS:
+        return _LAST
+    if seconds <= _FIRST_SECONDS:
+        return _FIRST
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def epoch_millis(moment: datetime) -> int:

@@ -1,11 +1,11 @@
-"""What ``get_with_meta`` returns: a cached response with its freshness."""
+"""What reads return: ``get_with_meta``'s cached response with its freshness, and ``keys``' stored keys."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
-__all__ = ["CachedResponse"]
+__all__ = ["CachedResponse", "StoredKey"]
 
 _new_tuple = tuple.__new__
 
@@ -69,3 +69,13 @@ class CachedResponse(tuple[bytes, dict[str, str], Optional[datetime]]):
             f"CachedResponse(payload={self.payload!r}, headers={self.headers!r}, fetched_at={self.fetched_at!r}, "
             f"expires_at={self.expires_at!r}, is_stale={self.is_stale!r})"
         )
+
+
+class StoredKey(NamedTuple):
+    """A row as :meth:`CacheRepository.keys` lists it, without its payload."""
+
+    signature: str
+    #: When the row expires (aware UTC); it reads as missing from then on.
+    expires_at: datetime
+    #: The payload's size as stored (compressed rows count compressed bytes).
+    size: int

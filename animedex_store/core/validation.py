@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 __all__ = [
     "KEY_MAX_LENGTH",
     "MAX_TTL_SECONDS",
+    "check_count",
     "check_key",
     "check_payload",
     "check_ttl",
@@ -48,6 +49,15 @@ def check_payload(payload: object) -> bytes:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload)
     raise TypeError(f"payload must be bytes, bytearray or memoryview, not {type(payload).__name__}")
+
+
+def check_count(name: str, value: object) -> int:
+    """A count of things: an ``int`` of at least 1 (``bool`` is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 def check_ttl(ttl_seconds: object) -> int:

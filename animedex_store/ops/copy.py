@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..core.validation import check_count
 from ..errors import store_error
 from ..fastpath.targets import Target, resolve_target
 
@@ -61,10 +62,7 @@ def copy_store(
     ``on_batch(rows)`` after each committed batch. Rows already in the
     destination under the same key are replaced.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be int, not {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_count("batch_size", batch_size)
     from sqlalchemy import case, func, select
     from sqlalchemy.exc import SQLAlchemyError
 

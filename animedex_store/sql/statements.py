@@ -40,6 +40,7 @@ __all__ = [
     "FROZEN_STATEMENTS",
     "FROZEN_ABSENT",
     "GET_MANY_SIZES",
+    "SIZED",
     "render_sqlite_module",
 ]
 
@@ -51,6 +52,7 @@ _rows = cast(Table, CacheRow.__table__)
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
 _live = _rows.c.expires_at > bindparam("now")
 _expired = _rows.c.expires_at <= bindparam("now")
+_expires_after = _rows.c.expires_at > bindparam("expires_after")
 _payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite reads no overflow page for it
 # Constants as SQL literals, not bound parameters: callers bind only the values they pass.
 _ZERO: ColumnElement[int] = literal_column("0")
@@ -152,6 +154,13 @@ def _purge_batch() -> ClauseElement:
     return delete(_rows).where(tuple_(_rows.c.backend, _rows.c.signature).in_(select(keys.c.backend, keys.c.signature)))
 
 
+def _keys_page(*, after: bool) -> ClauseElement:
+    page = select(_rows.c.signature, _rows.c.expires_at, _payload_length).where(_key_matches[0], _expires_after)
+    if after:
+        page = page.where(_rows.c.signature > bindparam("after"))
+    return page.order_by(_rows.c.signature).limit(bindparam("limit")).offset(_ZERO)
+
+
 def _stats() -> ClauseElement:
     """Per backend: rows, expired rows, payload bytes, oldest and newest ``fetched_at``, in one pass."""
     expired = case((_expired, literal_column("1")), else_=_ZERO)
@@ -183,7 +192,7 @@ class Statements:
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._get_many: dict[int, Compiled] = {}
+        self._sized: dict[tuple[str, int], Compiled] = {}
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> Statements:
@@ -216,14 +225,48 @@ class Statements:
         Values: backend, the ``size`` signatures, now. Callers pad their
         chunks to a power of two, so at most a dozen variants get compiled.
         """
-        compiled = self._get_many.get(size)
+        return self._for_size("get_many", size)
+
+    def delete_many(self, size: int) -> Compiled:
+        """Delete the rows of ``size`` signatures of one backend.
+
+        Values: backend, the ``size`` signatures; padded like :meth:`get_many`.
+        """
+        return self._for_size("delete_many", size)
+
+    def _for_size(self, name: str, size: int) -> Compiled:
+        compiled = self._sized.get((name, size))
         if compiled is None:
-            names = ("backend", *(f"signature_{i}" for i in range(size)), "now")
-            statement = select(_rows.c.signature, _rows.c.payload, _rows.c.codec).where(
-                _key_matches[0], _rows.c.signature.in_([bindparam(name) for name in names[1:-1]]), _live
-            )
-            compiled = self._get_many[size] = _compile(statement, self._dialect, names)
+            signatures = [f"signature_{i}" for i in range(size)]
+            among = (_key_matches[0], _rows.c.signature.in_([bindparam(bound) for bound in signatures]))
+            statement: ClauseElement
+            if name == "get_many":
+                names = ("backend", *signatures, "now")
+                statement = select(_rows.c.signature, _rows.c.payload, _rows.c.codec).where(*among, _live)
+            else:
+                names = ("backend", *signatures)
+                statement = delete(_rows).where(*among)
+            compiled = self._sized[name, size] = _compile(statement, self._dialect, names)
         return compiled
+
+    # Listing a backend's keys in pages, without payloads: the first page, then the
+    # signatures after the last one seen (keyset pagination along the primary key).
+    @cached_property
+    def keys_first_page(self) -> Compiled:
+        """``(signature, expires_at, stored bytes)`` of a backend's rows expiring after ``expires_after``,
+        by signature (values: backend, expires_after, limit)."""
+        return _compile(_keys_page(after=False), self._dialect, ("backend", "expires_after", "limit"))
+
+    @cached_property
+    def keys_next_page(self) -> Compiled:
+        """As :attr:`keys_first_page`, after a signature (values: backend, expires_after, after, limit)."""
+        return _compile(_keys_page(after=True), self._dialect, ("backend", "expires_after", "after", "limit"))
+
+    @cached_property
+    def count_backend(self) -> Compiled:
+        """How many of a backend's rows expire after ``expires_after`` (values: backend, expires_after)."""
+        counted = select(func.count()).select_from(_rows).where(_key_matches[0], _expires_after)
+        return _compile(counted, self._dialect, ("backend", "expires_after"))
 
     @cached_property
     def upsert(self) -> Compiled:
@@ -311,14 +354,16 @@ _SHARED: dict[tuple[Any, ...], Statements] = {}
 #: Statements that SQLite does without (``None`` for it), frozen as ``None`` so callers ask uniformly.
 FROZEN_ABSENT = ("claim_takeover",)
 #: The statements frozen as SQLite text: every single statement of :class:`Statements` but
-#: those of :data:`FROZEN_ABSENT`, in the order it declares them (``get_many`` is frozen at
-#: each of :data:`GET_MANY_SIZES`).
+#: those of :data:`FROZEN_ABSENT`, in the order it declares them; those of :data:`SIZED` are
+#: frozen at each of :data:`GET_MANY_SIZES`.
 FROZEN_STATEMENTS = tuple(
     name
     for name, member in vars(Statements).items()
     if isinstance(member, cached_property) and name not in FROZEN_ABSENT
 )
-#: The sizes ``get_many`` pads its chunks to: the powers of two up to the repository's chunk.
+#: The statements taking a number of signatures, padded to a power of two.
+SIZED = ("get_many", "delete_many")
+#: The sizes ``get_many`` and ``delete_many`` pad their chunks to: the powers of two up to the chunk.
 GET_MANY_SIZES = tuple(1 << power for power in range(GET_MANY_CHUNK.bit_length()))
 _FROZEN_MODULE = Path(__file__).parent.parent / "fastpath" / "statements.py"
 _FROZEN_HEADER = '''\
@@ -362,16 +407,18 @@ def render_sqlite_module() -> str:
             raise ValueError(f"{name} compiles for SQLite now: move it to FROZEN_STATEMENTS")
         lines.append(f"{name}: Compiled | None = None\n")
     lines.append(f"get_many_chunk = {GET_MANY_CHUNK}\n")
-    lines.append("_GET_MANY = {\n")
-    for size in GET_MANY_SIZES:
-        compiled = statements.get_many(size)
-        lines.append(f"    {size}: {_compiled_source(compiled, '    ')},\n")
-    lines.append("}\n\n\n")
-    lines.append(
-        "def get_many(size: int) -> Compiled:\n"
-        '    """``(signature, payload, codec)`` of the live rows among ``size`` signatures (a power of two)."""\n'
-        "    return _GET_MANY[size]\n"
-    )
+    for name in SIZED:
+        lines.append(f"_{name.upper()} = {{\n")
+        for size in GET_MANY_SIZES:
+            lines.append(f"    {size}: {_compiled_source(getattr(statements, name)(size), '    ')},\n")
+        lines.append("}\n")
+    for name in SIZED:
+        summary = (getattr(Statements, name).__doc__ or "").split("\n\n")[0].replace("\n       ", "")
+        lines.append(
+            f"\n\ndef {name}(size: int) -> Compiled:\n"
+            f'    """{" ".join(summary.split())}"""\n'
+            f"    return _{name.upper()}[size]\n"
+        )
     return "".join(lines)
 
 

@@ -1,0 +1,360 @@
+"""A requests-cache backend on animedex-store: your HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
+
+```python
+from requests_cache import CachedSession
+from animedex_store.requests_cache import StoreCache
+
+session = CachedSession(backend=StoreCache("http_cache", "postgresql+psycopg://app@db/cache"), expire_after=3600)
+```
+
+Everything a :class:`~animedex_store.CacheRepository` does holds here: the
+target opens (and migrates) as a repository does, keys compare exactly on every
+engine, errors name the database with its password masked, and an up-to-date
+SQLite file is read without SQLAlchemy. requests-cache is an optional
+dependency (``pip install 'animedex-store[requests-cache]'``); importing
+:mod:`animedex_store` never imports this module.
+
+How requests-cache's data maps onto rows:
+
+* ``backend`` is the namespace of one ``(cache_name, table_name)`` pair
+  (:func:`namespace`), so two caches, or a cache's responses and redirects,
+  never see each other's keys; ``signature`` is requests-cache's key.
+* ``payload`` is the serializer's output (UTF-8 when it is text). The default
+  serializer is ``"json"``, which never unpickles: a row planted by anyone who
+  can write the shared table cannot run code in a reader. Any requests-cache
+  serializer can still be chosen (``serializer="pickle"``, ...).
+* requests-cache decides freshness itself and revalidates an expired response
+  with its ``ETag``/``Last-Modified``, so a row lives ``ttl_offset`` seconds
+  (default an hour, as requests-cache's Redis backend) past the response's
+  ``expires``; ``purge_expired()`` and ``animedex-store purge`` remove it after
+  that. A response that never expires, and a redirect, never expire as rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+try:
+    from requests_cache.backends.base import BaseCache, BaseStorage
+    from requests_cache.models.response import CachedResponse
+    from requests_cache.policy import ExpirationTime
+except ImportError as exc:  # the optional dependency
+    raise ImportError(
+        f"animedex_store.requests_cache needs requests-cache: pip install 'animedex-store[requests-cache]' ({exc})"
+    ) from exc
+
+from .core.response import StoredKey
+from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS
+from .fastpath.targets import Target
+from .repository import CacheRepository
+
+__all__ = ["StoreCache", "StoreDict", "namespace", "DEFAULT_TTL_OFFSET"]
+
+#: Seconds a stored response stays readable after its ``expires`` (requests-cache's Redis default).
+DEFAULT_TTL_OFFSET = 3600
+#: Responses loaded per query when many are read (``filter``, ``sorted``).
+_PAGE = 512
+_SORT_KEYS = ("expires", "size", "key")
+
+try:  # cattrs raises these for valid JSON that is not a response; BaseStorage.deserialize catches others
+    from cattrs.errors import BaseValidationError as _NotAResponse
+except ImportError:  # pragma: no cover - cattrs is a requests-cache dependency
+    _NotAResponse = ValueError  # type: ignore[assignment,misc]
+
+
+def namespace(cache_name: str, table_name: str) -> str:
+    """The ``backend`` of one ``(cache_name, table_name)`` pair: ``rc:<len>:<cache_name>:<table_name>``.
+
+    The length prefix keeps ``("a:b", "c")`` and ``("a", "b:c")`` apart; a pair
+    too long for a key is ``rc:sha256:<hex>`` instead, which no spelled-out name
+    can be (those have a digit after ``rc:``).
+    """
+    spelled = f"rc:{len(cache_name)}:{cache_name}:{table_name}"
+    if len(spelled) <= KEY_MAX_LENGTH:
+        return spelled
+    return "rc:sha256:" + hashlib.sha256(spelled.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class StoreDict(BaseStorage[str, Any]):
+    """One ``(cache_name, table_name)`` namespace of a store, as requests-cache's ``BaseStorage``.
+
+    ``target`` is anything :class:`CacheRepository` takes (``None``: the
+    default); ``repository=`` shares an open one instead (it is not closed by
+    :meth:`close`). ``serializer`` is any requests-cache serializer, ``"json"`` by
+    default; ``None`` stores values as they are (``str`` or ``bytes``; text comes
+    back as ``str``). Other keyword arguments are requests-cache's.
+    """
+
+    def __init__(
+        self,
+        cache_name: str,
+        table_name: str = "responses",
+        target: Target = None,
+        *,
+        serializer: Any = "json",
+        repository: CacheRepository | None = None,
+        ttl_offset: int = DEFAULT_TTL_OFFSET,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(ttl_offset, bool) or not isinstance(ttl_offset, int):
+            raise TypeError(f"ttl_offset must be int, not {type(ttl_offset).__name__}")
+        if ttl_offset < 1:
+            raise ValueError(
+                f"ttl_offset must be at least 1 second (a row must outlive its response), got {ttl_offset}"
+            )
+        super().__init__(serializer=serializer, **kwargs)
+        self.cache_name = cache_name
+        self.table_name = table_name
+        self.backend = namespace(cache_name, table_name)
+        self.ttl_offset = ttl_offset
+        self.repository = CacheRepository(target) if repository is None else repository
+        self._owns_repository = repository is None
+
+    # -- values as rows ----------------------------------------------------------------------------
+    def _dump(self, value: Any) -> bytes:
+        data = self.serialize(value)
+        if isinstance(data, str):
+            return data.encode("utf-8")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return bytes(data)
+        raise TypeError(f"{self!r} stores str or bytes; its serializer returned {type(data).__name__}")
+
+    def _load(self, key: str, payload: bytes) -> Any:
+        data: str | bytes = payload
+        if self.serializer is None or not self.serializer.is_binary:
+            try:
+                data = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # bytes from a serializer that calls itself text: let it read them
+        try:
+            return self.deserialize(key, data)
+        except _NotAResponse:
+            return None  # valid JSON that is not a response: unreadable, like any other bad row
+
+    def _ttl(self, value: Any) -> int:
+        """Seconds the row for ``value`` lives: past its ``expires`` by ``ttl_offset``, or for ever."""
+        expires = getattr(value, "expires", None)
+        if not isinstance(expires, datetime):
+            return MAX_TTL_SECONDS
+        return max(math.ceil(expires.timestamp() - time.time()), 0) + self.ttl_offset
+
+    def _response_expired(self, key: StoredKey, now: float) -> bool:
+        """Whether the response in the row ``key`` has expired (its row outlives it by ``ttl_offset``)."""
+        return key.expires_at.timestamp() - self.ttl_offset <= now
+
+    # -- MutableMapping ----------------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        try:
+            payload = self.repository.get(self.backend, key)
+        except (TypeError, ValueError):
+            raise KeyError(key) from None  # not a key this store could hold
+        if payload is None:
+            raise KeyError(key)
+        return self._load(key, payload)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.repository.set(self.backend, key, self._dump(value), ttl_seconds=self._ttl(value))
+
+    def __delitem__(self, key: str) -> None:
+        try:
+            deleted = self.repository.delete(self.backend, key)
+        except (TypeError, ValueError):
+            deleted = False
+        if not deleted:
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self.repository.get(self.backend, key) is not None  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.signature for key in self.repository.keys(self.backend))
+
+    def __len__(self) -> int:
+        return self.repository.count(self.backend)
+
+    # -- requests-cache's hooks ----------------------------------------------------------------------
+    def bulk_delete(self, keys: Iterable[str]) -> None:
+        """Delete ``keys`` (missing ones ignored) in one statement per few hundred keys."""
+        self.repository.delete_many(self.backend, [key for key in keys if _storable(key)])
+
+    def clear(self) -> None:
+        """Delete every row of this namespace, and only of this one."""
+        self.repository.clear(self.backend)
+
+    def close(self) -> None:
+        """Close the repository, unless it was handed in (``repository=``)."""
+        if self._owns_repository:
+            self.repository.close()
+
+    def __del__(self) -> None:
+        # Deterministically, like requests-cache's SQLiteDict: a WAL connection left open when a
+        # process forks breaks the children's reads (SQLITE_IOERR_SHORT_READ).
+        if getattr(self, "_owns_repository", False):
+            self.repository.close()
+
+    def count(self, expired: bool = True) -> int:
+        """How many values are stored; ``expired=False``: only unexpired responses."""
+        if expired:
+            return len(self)
+        now = time.time()
+        return sum(1 for key in self.repository.keys(self.backend) if not self._response_expired(key, now))
+
+    def sorted(
+        self, key: str = "expires", reversed: bool = False, limit: int | None = None, expired: bool = True
+    ) -> Iterator[Any]:
+        """Values by ``expires``, ``size`` (as stored) or ``key``; ``expired=False`` leaves expired
+        responses out. Sorted on the keys alone: only the values returned are read."""
+        if key not in _SORT_KEYS:
+            raise ValueError(f"sorted() sorts by one of {', '.join(_SORT_KEYS)}, not {key!r}")
+        now = time.time()
+        keys = [
+            stored
+            for stored in self.repository.keys(self.backend)
+            if expired or not self._response_expired(stored, now)
+        ]
+        order = {"expires": lambda k: k.expires_at, "size": lambda k: k.size, "key": lambda k: k.signature}[key]
+        chosen = (heapq.nlargest if reversed else heapq.nsmallest)(len(keys) if limit is None else limit, keys, order)
+        return self._values([stored.signature for stored in chosen])
+
+    def _values(self, signatures: Iterable[str]) -> Iterator[Any]:
+        """The values of ``signatures``, in that order, read a page at a time; vanished rows skipped."""
+        pending = iter(signatures)
+        while page := list(itertools.islice(pending, _PAGE)):
+            found = self.repository.get_many(self.backend, page)
+            for signature in page:
+                if signature in found:
+                    yield self._load(signature, found[signature])
+
+    def read_items(self, *, expired: bool | None = None) -> Iterator[tuple[str, Any]]:
+        """``(key, value or None)`` of every row (``expired=None``), or only of those whose response has
+        expired (``True``) or has not (``False``), chosen on the rows' expiry before anything is read."""
+        now = time.time()
+        keys = [
+            stored.signature
+            for stored in self.repository.keys(self.backend)
+            if expired is None or self._response_expired(stored, now) == expired
+        ]
+        for page_start in range(0, len(keys), _PAGE):
+            page = keys[page_start : page_start + _PAGE]
+            found = self.repository.get_many(self.backend, page)
+            for signature in page:
+                if signature in found:
+                    yield signature, self._load(signature, found[signature])
+
+    def __repr__(self) -> str:
+        return f"StoreDict({self.cache_name!r}, {self.table_name!r}, target={self.repository.target!r})"
+
+
+class StoreCache(BaseCache):
+    """requests-cache's ``BaseCache`` on a store: ``responses`` and ``redirects`` in two namespaces.
+
+    ``StoreCache(name).responses`` is ``StoreDict(name, "responses")`` (JSON
+    unless ``serializer`` says otherwise) and ``.redirects`` is
+    ``StoreDict(name, "redirects", serializer=None)``, both on one repository:
+    ``target`` (anything :class:`CacheRepository` takes), or ``repository=``.
+    Other keyword arguments are requests-cache's (a ``CachedSession`` passes
+    its settings here).
+    """
+
+    def __init__(
+        self,
+        cache_name: str = "http_cache",
+        target: Target = None,
+        *,
+        serializer: Any = None,
+        repository: CacheRepository | None = None,
+        ttl_offset: int = DEFAULT_TTL_OFFSET,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(cache_name=cache_name, **kwargs)
+        self.repository = CacheRepository(target) if repository is None else repository
+        self._owns_repository = repository is None
+        self.responses: StoreDict = StoreDict(
+            cache_name,
+            "responses",
+            serializer=serializer or "json",
+            repository=self.repository,
+            ttl_offset=ttl_offset,
+            **kwargs,
+        )
+        self.redirects: StoreDict = StoreDict(
+            cache_name, "redirects", serializer=None, repository=self.repository, **kwargs
+        )
+
+    def close(self) -> None:
+        """Close the repository, unless it was handed in (``repository=``)."""
+        super().close()  # type: ignore[no-untyped-call]  # requests-cache leaves it unannotated
+        if self._owns_repository:
+            self.repository.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_owns_repository", False):
+            self.repository.close()
+
+    def count(self, expired: bool = True) -> int:
+        """How many responses are stored; ``expired=False``: only unexpired ones."""
+        return self.responses.count(expired=expired)
+
+    def sorted(
+        self, key: str = "expires", reversed: bool = False, limit: int | None = None, expired: bool = True
+    ) -> Iterator[Any]:
+        """Responses sorted by ``expires``, ``size`` or ``key`` (see :meth:`StoreDict.sorted`)."""
+        return self.responses.sorted(key=key, reversed=reversed, limit=limit, expired=expired)
+
+    def filter(
+        self,
+        valid: bool = True,
+        expired: bool = True,
+        invalid: bool = False,
+        older_than: ExpirationTime = None,
+    ) -> Iterator[CachedResponse]:
+        """As requests-cache's, reading only the responses the rows' expiry cannot rule out."""
+        if not any([valid, expired, invalid, older_than]):
+            return
+        only = None
+        if not (invalid or older_than) and valid != expired:
+            only = expired  # only expired, or only unexpired, responses: chosen on the keys
+        for key, response in self.responses.read_items(expired=only):
+            if invalid and response is None:
+                placeholder = CachedResponse(status_code=504)
+                placeholder.cache_key = key
+                yield placeholder
+            elif response is not None and (
+                (valid and not response.is_expired)
+                or (expired and response.is_expired)
+                or (older_than and response.is_older_than(older_than))
+            ):
+                yield response
+
+    def delete(self, *keys: str, expired: bool = False, **kwargs: Any) -> None:
+        """As requests-cache's; ``expired=True`` reads only the responses whose rows say they expired."""
+        if expired and not any(value for name, value in kwargs.items() if name != "verify"):
+            stale = [key for key, response in self.responses.read_items(expired=True) if _is_expired(response)]
+            super().delete(*keys, *stale)
+            return
+        super().delete(*keys, expired=expired, **kwargs)
+
+    def _prune_redirects(self) -> None:
+        """Delete the redirects whose response is gone: the keys of both namespaces, one query a page."""
+        live = {key.signature for key in self.repository.keys(self.responses.backend)}
+        dangling = [key for key, target in self.redirects.read_items() if target not in live]
+        self.redirects.bulk_delete(dangling)
+
+
+def _is_expired(response: Any) -> bool:
+    """A readable response that has expired (an unreadable row is ``delete(invalid=True)``'s business)."""
+    return response is not None and bool(getattr(response, "is_expired", False))
+
+
+def _storable(key: object) -> bool:
+    return isinstance(key, str) and len(key) <= KEY_MAX_LENGTH
