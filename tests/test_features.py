@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import pickle
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from conftest import ENGINES, SERVER_URLS, server_unreachable
 from rowdump import dump_rows, rows
 from sqlalchemy import Engine, update
 
 from animedex_store import CacheRepository, StoreError
 from animedex_store.core.stats import BackendStats, CachedResponse, CacheStats
+from animedex_store.errors import ConnectionFailedError
 from animedex_store.ops import eviction
 from animedex_store.sql.models import KEY_MAX_LENGTH
+from animedex_store.sql.sandbox import sandbox
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
 MakeRepository = Callable[..., CacheRepository]
@@ -323,7 +328,25 @@ def test_a_failed_eviction_raises_keeps_the_write_and_evicts_at_the_next_one(
 # -- vacuum -------------------------------------------------------------------------------------
 
 
-def test_vacuum_gives_space_back_and_keeps_rows(repo: CacheRepository, engine_url: str) -> None:
+@pytest.fixture(params=ENGINES)
+def vacuum_repo(request: pytest.FixtureRequest, tmp_path: Path, frozen_clock: FrozenClock) -> Iterator[tuple]:
+    """``(repository, url)`` like ``repo`` and ``engine_url``, but PostgreSQL in a database of its own:
+    VACUUM FULL keeps the deleted rows that any other open transaction of the same database (another
+    test's session) may still see."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'cache.sqlite'}"
+        else:
+            try:
+                url = stack.enter_context(sandbox(SERVER_URLS[request.param], database=True))
+            except ConnectionFailedError as exc:
+                server_unreachable(request.param, exc)
+        repository = stack.enter_context(CacheRepository(url, clock=frozen_clock))
+        yield repository, url
+
+
+def test_vacuum_gives_space_back_and_keeps_rows(vacuum_repo: tuple[CacheRepository, str]) -> None:
+    repo, engine_url = vacuum_repo
     for i in range(40):
         repo.set("b", f"k{i}", random.Random(i).randbytes(100_000), ttl_seconds=60)  # incompressible
     repo.clear("b")

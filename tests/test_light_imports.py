@@ -280,9 +280,11 @@ def test_then_the_fixtures_work(cache_repository, frozen_clock):
 
 def test_the_pytest_plugin_registers_without_heavy_packages(pytester: pytest.Pytester) -> None:
     """An application's test run with the package installed and no conftest: the plugin comes from
-    its entry point; pytest-alembic (which imports SQLAlchemy itself) is kept out if installed."""
+    its entry point; pytest-alembic (which imports SQLAlchemy itself) and pytest-httpbin (which
+    imports Flask and click, for requests-cache's tests) are kept out if installed."""
     pytester.makepyfile(test_application=PLUGIN_USER_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:pytest_alembic", timeout=120)
+    plugins_of_others = ("-p", "no:pytest_alembic", "-p", "no:httpbin")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *plugins_of_others, timeout=120)
     result.assert_outcomes(passed=2)
 
 

@@ -105,7 +105,7 @@ def _render_keys(report: Report) -> str:
 @click.option("--expired", is_flag=True, help="Also list rows that have expired but are still stored.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="List at most N keys.")
 def keys(url: str | None, backend: str, expired: bool, limit: int | None) -> Report:
-    """List the keys of one backend: each signature, when it expires and its size.
+    """List one backend's keys, with when each expires and its size.
 
     Sorted by signature; payloads are not read, so this is quick on a large
     cache. Sizes are as stored (compressed rows count compressed bytes). A

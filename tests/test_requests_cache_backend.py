@@ -1,0 +1,226 @@
+"""What requests-cache's own tests don't cover: namespaces, the planted pickle, TTLs and purging,
+reads chosen on the keys, ``copy`` of a requests-cache namespace between engines, the CLI listing,
+and importing the package without requests-cache."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cli_runner import cli_runner
+from fresh_interpreter import run_fresh
+from requests_cache import CachedSession
+from requests_mock import Adapter
+
+from animedex_store import CacheRepository
+from animedex_store.cli import cli
+from animedex_store.core.clock import FrozenClock
+from animedex_store.core.validation import KEY_MAX_LENGTH
+from animedex_store.ops.copy import copy_store
+from animedex_store.requests_cache import DEFAULT_TTL_OFFSET, StoreCache, StoreDict, namespace
+
+URL = "http+mock://anime.example/media/1"
+BODY = b'{"id": 1, "title": "Cowboy Bebop"}'
+
+
+def _session(cache: StoreCache, **settings: object) -> CachedSession:
+    """A CachedSession on ``cache`` answering ``http+mock://`` URLs itself (no network). Closing the
+    session closes the cache (and a repository the cache opened)."""
+    session = CachedSession(backend=cache, **settings)
+    adapter = Adapter()
+    adapter.register_uri("GET", URL, content=BODY, headers={"ETag": '"v1"', "Content-Type": "application/json"})
+    for number in range(2, 6):
+        adapter.register_uri("GET", URL.replace("/1", f"/{number}"), content=BODY * number)
+    session.mount("http+mock://", adapter)
+    return session
+
+
+def test_a_session_caches_and_reads_back_through_the_store(engine_url: str) -> None:
+    with _session(StoreCache("http_cache", engine_url), expire_after=3600) as session:
+        first = session.get(URL)
+        second = session.get(URL)
+    assert (first.from_cache, second.from_cache) == (False, True)
+    assert second.content == BODY and second.headers["ETag"] == '"v1"'
+
+
+def test_namespaces_never_see_each_others_keys(engine_url: str) -> None:
+    repository = CacheRepository(engine_url)
+    try:
+        one = StoreDict("a:b", "c", repository=repository)
+        two = StoreDict("a", "b:c", repository=repository)  # the same text joined with ':'
+        other_table = StoreDict("a:b", "d", repository=repository)
+        assert len({one.backend, two.backend, other_table.backend}) == 3
+        one["key"], two["key"], other_table["key"] = "one", "two", "other"
+        assert (one["key"], two["key"], other_table["key"]) == ("one", "two", "other")
+        one.clear()
+        assert "key" not in one and (two["key"], other_table["key"]) == ("two", "other")
+        assert (len(one), len(two), len(other_table)) == (0, 1, 1)
+    finally:
+        repository.close()
+
+
+def test_a_name_too_long_for_a_key_is_hashed_and_still_kept_apart() -> None:
+    path_like = "/var/cache/" + "x" * KEY_MAX_LENGTH
+    first, second = namespace(path_like, "responses"), namespace(path_like + "y", "responses")
+    assert first.startswith("rc:sha256:") and len(first) <= KEY_MAX_LENGTH and first != second
+    assert namespace("http_cache", "responses") == "rc:10:http_cache:responses"
+
+
+class _Planted:
+    """Unpickling this creates ``marker``: what a hostile row in a shared table could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_pickle_runs_no_code_with_the_default_serializer(tmp_path: Path, engine_url: str) -> None:
+    marker = tmp_path / "pwned"
+    cache = StoreCache("shared", engine_url)
+    try:
+        cache.repository.set(cache.responses.backend, "planted", pickle.dumps(_Planted(marker)), ttl_seconds=3600)
+        assert cache.get_response("planted") is None  # unreadable as JSON: no response, no code run
+        assert not marker.exists()
+        # The control: a reader that chose pickle does run it. The row really is a live pickle.
+        picklers = StoreCache("shared", engine_url, serializer="pickle")
+        try:
+            picklers.responses.get("planted")
+        finally:
+            picklers.close()
+        assert marker.exists()
+    finally:
+        cache.close()
+
+
+def test_rows_outlive_their_responses_by_the_offset_then_purge_removes_them(tmp_path: Path) -> None:
+    clock = FrozenClock(datetime.now(timezone.utc))
+    repository = CacheRepository(tmp_path / "http.sqlite", clock=clock)
+    cache = StoreCache("ttl", repository=repository, ttl_offset=600)
+    _session(cache, expire_after=60).get(URL)
+    key = next(iter(cache.responses))
+    (stored,) = repository.keys(cache.responses.backend)
+    expires = cache.responses[key].expires
+    assert abs(stored.expires_at - (expires + timedelta(seconds=600))) <= timedelta(seconds=2)
+    clock.set(expires + timedelta(seconds=600 - 5))  # past the response's expiry: kept for revalidation
+    assert key in cache.responses and repository.purge_expired() == 0
+    clock.set(expires + timedelta(seconds=600 + 5))  # past the offset: gone
+    assert key not in cache.responses
+    assert repository.purge_expired() == 1
+    assert repository.count(cache.responses.backend, include_expired=True) == 0
+    repository.close()
+
+
+def test_a_response_that_never_expires_and_a_redirect_never_expire_as_rows(engine_url: str) -> None:
+    cache = StoreCache("forever", engine_url)
+    try:
+        _session(cache, expire_after=-1).get(URL)
+        cache.redirects["alias"] = next(iter(cache.responses))
+        far = datetime.now(timezone.utc) + timedelta(days=365 * 1000)
+        for backend in (cache.responses.backend, cache.redirects.backend):
+            assert [key.expires_at > far for key in cache.repository.keys(backend)] == [True]
+    finally:
+        cache.close()
+
+
+def test_ttl_offset_is_checked(engine_url: str) -> None:
+    with pytest.raises(TypeError, match="ttl_offset must be int"):
+        StoreDict("c", target=engine_url, ttl_offset=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        StoreCache("c", engine_url, ttl_offset=0)
+    assert StoreDict("c", repository=CacheRepository("sqlite://")).ttl_offset == DEFAULT_TTL_OFFSET
+
+
+@pytest.fixture
+def mixed_cache(engine_url: str) -> Iterator[StoreCache]:
+    """Two fresh responses, three expired ones (still stored for revalidation) and a redirect."""
+    cache = StoreCache("mixed", engine_url)
+    session = _session(cache)
+    for number in range(1, 6):
+        response = session.get(URL.replace("/1", f"/{number}"))
+        expires = datetime.now(timezone.utc) + timedelta(hours=1 if number <= 2 else -1)
+        cache.save_response(response, cache_key=f"key{number}", expires=expires)
+    for key in [key for key in cache.responses if not key.startswith("key")]:
+        del cache.responses[key]
+    cache.redirects["alias-of-key1"] = "key1"
+    cache.redirects["alias-of-key4"] = "key4"
+    yield cache
+    cache.close()
+
+
+def test_counting_sorting_and_filtering_choose_on_the_keys(mixed_cache: StoreCache) -> None:
+    loaded: list[str] = []
+    load = mixed_cache.responses._load
+
+    def counting_load(key: str, payload: bytes) -> object:
+        loaded.append(key)
+        return load(key, payload)
+
+    mixed_cache.responses._load = counting_load  # type: ignore[method-assign]
+    assert (mixed_cache.count(), mixed_cache.count(expired=False)) == (5, 2)
+    assert loaded == []  # counted on the rows' expiry alone
+    assert sorted(response.cache_key for response in mixed_cache.filter(expired=False)) == ["key1", "key2"]
+    assert sorted(loaded) == ["key1", "key2"]  # the expired ones were never read
+    loaded.clear()
+    by_size = [response.cache_key for response in mixed_cache.sorted(key="size", reversed=True, limit=2)]
+    assert by_size == ["key5", "key4"] and loaded == by_size
+    assert [response.cache_key for response in mixed_cache.sorted(key="key", expired=False)] == ["key1", "key2"]
+    with pytest.raises(ValueError, match="expires, size, key"):
+        mixed_cache.sorted(key="url")
+
+
+def test_delete_expired_removes_exactly_the_expired_responses_and_their_redirects(mixed_cache: StoreCache) -> None:
+    mixed_cache.delete(expired=True)
+    assert sorted(mixed_cache.responses) == ["key1", "key2"]
+    assert dict(mixed_cache.redirects) == {"alias-of-key1": "key1"}  # key4's redirect went with it
+
+
+def test_copy_moves_a_requests_cache_namespace_between_engines(
+    tmp_path: Path, open_sandbox: Callable[[str], str]
+) -> None:
+    source = f"sqlite:///{tmp_path / 'http.sqlite'}"
+    with _session(StoreCache("http_cache", source), expire_after=3600) as session:
+        session.get(URL)
+    for server in ("postgresql", "mariadb"):
+        destination = open_sandbox(server)
+        summary = copy_store(source, destination)
+        assert summary.rows_copied == 1
+        with _session(StoreCache("http_cache", destination), expire_after=3600) as session:
+            copied = session.get(URL)
+        assert copied.from_cache and copied.content == BODY
+
+
+def test_the_cli_lists_a_namespace_with_expiry_and_size(tmp_path: Path) -> None:
+    path = tmp_path / "http.sqlite"
+    with _session(StoreCache("http_cache", path), expire_after=3600) as session:
+        session.get(URL)
+        responses = session.cache.responses
+        key = next(iter(responses))
+        size = len(responses._dump(responses[key]))
+    result = cli_runner().invoke(cli, ["keys", "rc:10:http_cache:responses", "--url", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(row["signature"], row["bytes"], row["expired"]) for row in report["keys"]] == [(key, size, False)]
+    expires_at = datetime.fromisoformat(report["keys"][0]["expires_at"])
+    assert timedelta(hours=1) < expires_at - datetime.now(timezone.utc) <= timedelta(hours=2, seconds=5)
+
+
+def test_importing_the_package_needs_no_requests_cache(tmp_path: Path) -> None:
+    code = """
+sys.modules["requests_cache"] = None  # as if it were not installed
+import animedex_store, animedex_store.sqlite
+try:
+    import animedex_store.requests_cache
+    outcome = "imported"
+except ImportError as error:
+    outcome = str(error)
+print(json.dumps({"outcome": outcome, "requests": "requests" in sys.modules, "heavy": heavy_loaded()}))
+"""
+    report = run_fresh(code, cwd=tmp_path)
+    assert report["heavy"] == [] and report["requests"] is False
+    assert "pip install 'animedex-store[requests-cache]'" in report["outcome"]
