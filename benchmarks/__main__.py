@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import batch, hot_path, layouts, real_payloads, scale, servers, startup
+from . import batch, hot_path, layouts, real_payloads, requests_cache_hits, scale, servers, startup
 from .measure import Result, Settings, Skipped, merge_runs
 from .report import as_json, environment, markdown_table
 
@@ -21,6 +21,7 @@ SUITES = {
     "batch": batch.run,
     "real_payloads": real_payloads.run,
     "layouts": layouts.run,
+    "requests_cache": requests_cache_hits.run,
     "scale": scale.run,
     "startup": startup.run,
     "servers": servers.run,

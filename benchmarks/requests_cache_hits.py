@@ -1,0 +1,111 @@
+"""``CachedSession`` hits through our requests-cache backend against requests-cache's own SQLite
+backend, with the same serializer, in one run (``pip install 'animedex-store[requests-cache]'``).
+
+Both sessions answer the first request of every URL from a canned adapter (no network) with one
+of animedex's recorded responses as the body; every timed ``session.get`` afterwards is a hit,
+which the suite checks. Both caches are SQLite files in the same directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from .measure import Result, Settings, Skipped, interleaved
+from .payloads import real_rows
+
+__all__ = ["run", "SERIALIZERS", "HIT_TARGET"]
+
+SERIALIZERS = ("json", "pickle")
+#: Issue 17's bar: a hit costs at most 1.1x a hit on requests-cache's own SQLite backend.
+HIT_TARGET = 1.1
+URLS = 200
+QUICK_URLS = 50
+
+
+def run(settings: Settings, workdir: Path) -> list[Result | Skipped]:
+    try:
+        from requests_cache import CachedSession, SQLiteCache
+    except ImportError:
+        return [Skipped("CachedSession hit", "requests-cache is not installed (the [requests-cache] extra)")]
+    from animedex_store.requests_cache import StoreCache
+
+    bodies = {
+        f"http://anime.example/{row.backend}/{index}": row.payload
+        for index, row in enumerate(real_rows(QUICK_URLS if settings.quick else URLS))
+    }
+    results: list[Result | Skipped] = []
+    for serializer in SERIALIZERS:
+        backends = {
+            "ours": StoreCache("bench", workdir / f"ours-{serializer}.sqlite", serializer=serializer),
+            "theirs": SQLiteCache(str(workdir / f"requests-cache-{serializer}.sqlite"), serializer=serializer),
+        }
+        sessions = {name: CachedSession(backend=backend, expire_after=3600) for name, backend in backends.items()}
+        adapters = {name: _CannedAdapter(bodies) for name in sessions}
+        try:
+            for name, session in sessions.items():
+                session.mount("http://", adapters[name])
+                for url in bodies:  # the misses that fill the cache
+                    session.get(url)
+            hits = interleaved(
+                {name: _hits(session, bodies) for name, session in sessions.items()}, len(bodies), settings.repeats
+            )
+            reads = interleaved(
+                {name: _reads(session) for name, session in sessions.items()}, len(bodies), settings.repeats
+            )
+            if any(adapter.calls != len(bodies) for adapter in adapters.values()):
+                raise RuntimeError("a timed request was not a cache hit")
+        finally:
+            for session in sessions.values():
+                session.close()
+        label = f"{len(bodies)} real responses, {serializer}"
+        theirs = f"requests-cache SQLiteCache, {serializer}"
+        results.append(Result(f"CachedSession hit, {label}", hits["ours"], theirs, hits["theirs"], HIT_TARGET))
+        results.append(Result(f"cache.get_response alone, {label}", reads["ours"], theirs, reads["theirs"]))
+    return results
+
+
+def _hits(session: Any, bodies: dict[str, bytes]) -> Callable[[], None]:
+    def run_all() -> None:
+        for url in bodies:
+            session.get(url)
+
+    return run_all
+
+
+def _reads(session: Any) -> Callable[[], None]:
+    keys = list(session.cache.responses.keys())
+
+    def run_all() -> None:
+        for key in keys:
+            session.cache.get_response(key)
+
+    return run_all
+
+
+class _CannedAdapter:
+    """A transport answering each URL with its body (``Content-Type: application/json``); counts calls."""
+
+    def __init__(self, bodies: dict[str, bytes]) -> None:
+        self.bodies = bodies
+        self.calls = 0
+
+    def send(self, request: Any, **_options: Any) -> Any:
+        import requests
+        from requests.structures import CaseInsensitiveDict
+        from urllib3 import HTTPResponse
+
+        self.calls += 1
+        body = self.bodies[request.url]
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        response = requests.Response()
+        response.status_code, response.reason, response.encoding = 200, "OK", "utf-8"
+        response.headers = CaseInsensitiveDict(headers)
+        response.raw = HTTPResponse(body=BytesIO(body), headers=headers, status=200, preload_content=False)
+        response.url, response.request, response.connection = request.url, request, self
+        return response
+
+    def close(self) -> None:
+        pass
