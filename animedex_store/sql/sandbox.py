@@ -3,10 +3,7 @@
 ``sandbox(url)`` creates a private PostgreSQL schema (reached through the
 connection option ``search_path``) or a private MariaDB/MySQL database,
 yields a URL pointing into it, and drops it afterwards with everything inside.
-The name is generated here, never taken from a caller. ``database=True`` makes
-a whole PostgreSQL database instead of a schema: a test whose outcome depends
-on what other sessions of the same database do (``VACUUM`` keeps the rows an
-older transaction may still see) gets a database of its own.
+The name is generated here, never taken from a caller.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ SANDBOX_PREFIX = "animedex_test_"
 
 
 @contextlib.contextmanager
-def sandbox(url: str | URL, *, database: bool = False) -> Iterator[str]:
+def sandbox(url: str | URL) -> Iterator[str]:
     """A URL (password kept) into a new empty schema/database on ``url``'s server.
 
     Raises :class:`~animedex_store.errors.ConnectionFailedError` (password
@@ -37,14 +34,10 @@ def sandbox(url: str | URL, *, database: bool = False) -> Iterator[str]:
     """
     base = make_url(url)
     name = f"{SANDBOX_PREFIX}{uuid.uuid4().hex[:16]}"
-    # Autocommit: PostgreSQL creates and drops databases outside any transaction.
-    engine = create_engine(base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    engine = create_engine(base, poolclass=NullPool)
     try:
         quoted = engine.dialect.identifier_preparer.quote_identifier(name)
-        if engine.dialect.name == "postgresql" and database:
-            create, drop = f"CREATE DATABASE {quoted}", f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
-            scoped = base.set(database=name)
-        elif engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql":
             create, drop = f"CREATE SCHEMA {quoted}", f"DROP SCHEMA IF EXISTS {quoted} CASCADE"
             # search_path = the sandbox only: tables are created and found there.
             scoped = base.update_query_dict({"options": f"-csearch_path={name}"})
@@ -64,7 +57,7 @@ def sandbox(url: str | URL, *, database: bool = False) -> Iterator[str]:
 
 def _run(engine: Engine, statement: str) -> None:
     try:
-        with engine.connect() as connection:
+        with engine.begin() as connection:
             connection.exec_driver_sql(statement)
     except Exception as exc:
         raise store_error(exc, mask_url(engine.url)) from exc
