@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from rowdump import plain_engine
+from schema_replay import build_at_head
 from sqlalchemy import Engine
 
 from animedex_store import CacheRepository
@@ -78,7 +79,13 @@ def server_url(request: pytest.FixtureRequest, open_sandbox: Callable[[str], str
 
 @pytest.fixture
 def make_repository(engine_url: str, frozen_clock: FrozenClock) -> Iterator[Callable[..., CacheRepository]]:
-    """Open repositories on ``engine_url`` with ``frozen_clock``; all closed at teardown."""
+    """Open repositories on ``engine_url`` with ``frozen_clock``; all closed at teardown.
+
+    A server database is built at head first, by replaying what a real migration sent
+    (:mod:`schema_replay`): the same schema, without Alembic in every test."""
+    for server, server_url in SERVER_URLS.items():
+        if engine_url.startswith(server_url.split("+", 1)[0]):
+            build_at_head(engine_url, server_url)
     opened: list[CacheRepository] = []
 
     def make(**kwargs) -> CacheRepository:
