@@ -83,7 +83,7 @@ def make_repository(engine_url: str, frozen_clock: FrozenClock) -> Iterator[Call
 
     A server database is built at head first, by replaying what a real migration sent
     (:mod:`schema_replay`): the same schema, without Alembic in every test."""
-    for server, server_url in SERVER_URLS.items():
+    for server_url in SERVER_URLS.values():
         if engine_url.startswith(server_url.split("+", 1)[0]):
             build_at_head(engine_url, server_url)
     opened: list[CacheRepository] = []

@@ -29,7 +29,7 @@ _CHANGES = ("CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE")
 Statement = tuple[str, Any]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _recorded_migration(server_url: str) -> tuple[Statement, ...]:
     """What a repository's first open sends to build a database of ``server_url``'s kind, recorded once."""
     recorded: list[Statement] = []
