@@ -275,7 +275,7 @@ def test_server_refusing_then_accepting_connections(server_url: str) -> None:
     account, password = f"animedex_test_{uuid.uuid4().hex[:12]}", f"pw-{uuid.uuid4().hex}"
     with administration(server_url) as admin:
         if postgresql:
-            schema = make_url(server_url).query["options"].removeprefix("-csearch_path=")
+            schema = make_url(server_url).query["options"].split()[0].removeprefix("-csearch_path=")
             admin.exec_driver_sql(f"CREATE ROLE {account} LOGIN PASSWORD '{password}'")
             admin.exec_driver_sql(f"GRANT ALL ON SCHEMA {schema} TO {account}")
             lock, unlock = f"ALTER ROLE {account} NOLOGIN", f"ALTER ROLE {account} LOGIN"
