@@ -49,19 +49,23 @@ def _download() -> Path:
     given = os.environ.get(SDIST_ENV_VAR)
     if given:
         return Path(given)
-    target = _CACHE / "sdist" / RELEASE
-    found = sorted(target.glob("requests_cache-*.tar.gz"))
-    if found:
-        return found[0]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet"]
-    command += ["--dest", str(target), f"requests-cache=={RELEASE}"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        _unavailable(f"pip download of the requests-cache {RELEASE} sdist took over {PIP_TIMEOUT_SECONDS} s")
-    if result.returncode != 0:
-        _unavailable(f"pip could not download the requests-cache {RELEASE} sdist: {result.stderr.strip()[-300:]}")
-    return sorted(target.glob("requests_cache-*.tar.gz"))[0]
+    cached = _CACHE / "sdist" / f"requests-cache-{RELEASE}.tar.gz"
+    if cached.is_file():
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # Into a directory of this process's own, then moved: parallel workers may download at once.
+    with tempfile.TemporaryDirectory(prefix="download-", dir=cached.parent) as directory:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet"]
+        command += ["--dest", directory, f"requests-cache=={RELEASE}"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            _unavailable(f"pip download of the requests-cache {RELEASE} sdist took over {PIP_TIMEOUT_SECONDS} s")
+        if result.returncode != 0:
+            _unavailable(f"pip could not download the requests-cache {RELEASE} sdist: {result.stderr.strip()[-300:]}")
+        (downloaded,) = Path(directory).glob("*.tar.gz")
+        os.replace(downloaded, cached)
+    return cached
 
 
 def _unpack(sdist: Path) -> Path:
