@@ -82,7 +82,29 @@ def namespace(cache_name: str, table_name: str) -> str:
     return "rc:sha256:" + hashlib.sha256(spelled.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class StoreDict(BaseStorage[str, Any]):
+class _RepositoryHolder:
+    """What StoreDict and StoreCache share: a repository opened for them (closed with them), or
+    handed in (``repository=``, left open)."""
+
+    repository: CacheRepository
+    _owns_repository: bool
+
+    def _hold(self, target: Target, repository: CacheRepository | None) -> None:
+        self.repository = CacheRepository(target) if repository is None else repository
+        self._owns_repository = repository is None
+
+    def _release(self) -> None:
+        if self._owns_repository:
+            self.repository.close()
+
+    def __del__(self) -> None:
+        # Deterministically, like requests-cache's SQLiteDict: a WAL connection left open when a
+        # process forks breaks the children's reads (SQLITE_IOERR_SHORT_READ).
+        if getattr(self, "_owns_repository", False):
+            self.repository.close()
+
+
+class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
     """One ``(cache_name, table_name)`` namespace of a store, as requests-cache's ``BaseStorage``.
 
     ``target`` is anything :class:`CacheRepository` takes (``None``: the
@@ -114,8 +136,7 @@ class StoreDict(BaseStorage[str, Any]):
         self.table_name = table_name
         self.backend = namespace(cache_name, table_name)
         self.ttl_offset = ttl_offset
-        self.repository = CacheRepository(target) if repository is None else repository
-        self._owns_repository = repository is None
+        self._hold(target, repository)
 
     # -- values as rows ----------------------------------------------------------------------------
     def _dump(self, value: Any) -> bytes:
@@ -193,14 +214,7 @@ class StoreDict(BaseStorage[str, Any]):
 
     def close(self) -> None:
         """Close the repository, unless it was handed in (``repository=``)."""
-        if self._owns_repository:
-            self.repository.close()
-
-    def __del__(self) -> None:
-        # Deterministically, like requests-cache's SQLiteDict: a WAL connection left open when a
-        # process forks breaks the children's reads (SQLITE_IOERR_SHORT_READ).
-        if getattr(self, "_owns_repository", False):
-            self.repository.close()
+        self._release()
 
     def count(self, expired: bool = True) -> int:
         """How many values are stored; ``expired=False``: only unexpired responses."""
@@ -255,7 +269,7 @@ class StoreDict(BaseStorage[str, Any]):
         return f"StoreDict({self.cache_name!r}, {self.table_name!r}, target={self.repository.target!r})"
 
 
-class StoreCache(BaseCache):
+class StoreCache(_RepositoryHolder, BaseCache):
     """requests-cache's ``BaseCache`` on a store: ``responses`` and ``redirects`` in two namespaces.
 
     ``StoreCache(name).responses`` is ``StoreDict(name, "responses")`` (JSON
@@ -277,8 +291,7 @@ class StoreCache(BaseCache):
         **kwargs: Any,
     ) -> None:
         super().__init__(cache_name=cache_name, **kwargs)
-        self.repository = CacheRepository(target) if repository is None else repository
-        self._owns_repository = repository is None
+        self._hold(target, repository)
         self.responses: StoreDict = StoreDict(
             cache_name,
             "responses",
@@ -294,12 +307,7 @@ class StoreCache(BaseCache):
     def close(self) -> None:
         """Close the repository, unless it was handed in (``repository=``)."""
         super().close()  # type: ignore[no-untyped-call]  # requests-cache leaves it unannotated
-        if self._owns_repository:
-            self.repository.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_owns_repository", False):
-            self.repository.close()
+        self._release()
 
     def count(self, expired: bool = True) -> int:
         """How many responses are stored; ``expired=False``: only unexpired ones."""

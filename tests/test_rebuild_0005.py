@@ -9,13 +9,10 @@ upgrade`` shows the same progress as a bar on a terminal.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -25,7 +22,7 @@ from alembic_runner import migrate_file
 from dbfiles import rows, schema
 from platforms import needs_pty, needs_sigkill
 from reliability import JOIN_TIMEOUT_SECONDS, context, integrity
-from terminal import read_terminal
+from terminal import run_cli_on_a_terminal
 
 from animedex_store import CacheRepository
 from animedex_store.fastpath.sqlite_file import remove_sqlite_file
@@ -126,22 +123,10 @@ def test_kill_9_during_the_0005_rebuild_leaves_the_old_or_the_new_table_with_eve
 
 @needs_pty
 def test_animedex_store_upgrade_shows_the_rebuild_on_a_terminal(tmp_path: Path) -> None:
-    import pty  # POSIX-only: imported here so the module collects everywhere
-
     path = tmp_path / "cache.sqlite"
     migrate_file(path, "0004")
     _write_rows(path, 12_000)
-    terminal, child_side = pty.openpty()
-    with subprocess.Popen(
-        [sys.executable, "-c", "from animedex_store.cli import main; main()", "upgrade", "--url", str(path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=child_side,
-    ) as process:
-        os.close(child_side)
-        seen = read_terminal(terminal, deadline=time.monotonic() + 60)
-        stdout = process.stdout.read().decode()
-        assert process.wait(timeout=60) == 0
+    seen, stdout = run_cli_on_a_terminal("upgrade", "--url", str(path))
     assert "migrating rows" in seen and "5000/12000" in seen and "12000/12000" in seen
     assert stdout.strip() == f"migrated {path} from revision 0004 to revision {HEAD_REVISION}"
     assert len(rows(path)) == 12_000

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +14,7 @@ from cli_runner import cli_runner
 from platforms import needs_pty
 from rowdump import DUMPED, dump_rows, plain_engine, rows
 from sqlalchemy import insert
-from terminal import read_terminal
+from terminal import run_cli_on_a_terminal
 
 from animedex_store import CacheRepository
 from animedex_store.cli import cli
@@ -211,21 +207,8 @@ def test_cli_copy_failures(tmp_path: Path, monkeypatch, arguments: list[str], ex
 
 @needs_pty
 def test_cli_copy_shows_progress_on_a_terminal(tmp_path: Path) -> None:
-    import pty  # POSIX-only: imported here so the module collects everywhere
-
     values = [(f"b{i % 3}", f"s{i}", b"x" * i, NOW + 10**9, b"{}", NOW, 0) for i in range(1200)]
     source = filled(sqlite_url(tmp_path, "source.sqlite"), values)
-    command = [sys.executable, "-c", "from animedex_store.cli import main; main()", "copy", source]
-    terminal, child_side = pty.openpty()
-    with subprocess.Popen(
-        [*command, str(tmp_path / "destination.sqlite"), "--batch-size", "100"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=child_side,
-    ) as process:
-        os.close(child_side)
-        seen = read_terminal(terminal, deadline=time.monotonic() + 60)
-        stdout = process.stdout.read().decode()
-        assert process.wait(timeout=60) == 0
+    seen, stdout = run_cli_on_a_terminal("copy", source, str(tmp_path / "destination.sqlite"), "--batch-size", "100")
     assert "copying rows" in seen and "[####" in seen and "1200/1200" in seen and "100/1200" in seen
     assert stdout.startswith("copied 1200 row(s)") and "copying" not in stdout

@@ -192,7 +192,7 @@ class ProgressBar:
 
     def start(self, total: int) -> None:
         if sys.stderr.isatty():
-            bar = click.progressbar(length=total, label=self._label, show_pos=True, file=sys.stderr)
+            bar: Any = click.progressbar(length=total, label=self._label, show_pos=True, file=sys.stderr)
             self._bar = self._stack.enter_context(bar)
 
     def advance(self, rows: int) -> None:

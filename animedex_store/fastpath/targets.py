@@ -74,7 +74,8 @@ def _resolve_sqlalchemy_object(target: object) -> Path | URL | Engine:
     if isinstance(target, Engine):
         return target
     if isinstance(target, URL):
-        if target.get_backend_name() != "sqlite" or target.database in (None, "", ":memory:"):
+        database = target.database
+        if target.get_backend_name() != "sqlite" or not database or database == ":memory:":
             return target
-        return Path(target.database).expanduser().absolute()
+        return Path(database).expanduser().absolute()
     raise TypeError(f"target must be a path, URL string, sqlalchemy URL or Engine, not {type(target).__name__}")
