@@ -51,7 +51,7 @@ except ImportError as exc:  # the optional dependency
     ) from exc
 
 from .core.response import StoredKey
-from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS
+from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS, check_count
 from .fastpath.targets import Target
 from .repository import CacheRepository
 
@@ -125,12 +125,7 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
         ttl_offset: int = DEFAULT_TTL_OFFSET,
         **kwargs: Any,
     ) -> None:
-        if isinstance(ttl_offset, bool) or not isinstance(ttl_offset, int):
-            raise TypeError(f"ttl_offset must be int, not {type(ttl_offset).__name__}")
-        if ttl_offset < 1:
-            raise ValueError(
-                f"ttl_offset must be at least 1 second (a row must outlive its response), got {ttl_offset}"
-            )
+        ttl_offset = check_count("ttl_offset", ttl_offset)  # at least 1: a row must outlive its response
         super().__init__(serializer=serializer, **kwargs)
         self.cache_name = cache_name
         self.table_name = table_name
