@@ -27,6 +27,7 @@ from .core.validation import (
     check_ttl,
     decode_headers,
     encode_headers,
+    renamed_argument,
 )
 from .fastpath.opening import Resolved, open_database, sqlite_database
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
@@ -301,7 +302,7 @@ class CacheRepository:
             wait = check_seconds("wait_seconds", wait)
         if type(lease) is not float or not 0.0 < lease <= MAX_WAIT_SECONDS:
             lease = check_seconds("lease_seconds", lease, positive=True)
-        found = self.get_with_meta(backend, signature, allow_stale=True)  # checks the key
+        found = self.get_with_meta(backend, signature, include_expired=True)  # checks the key
         if found is not None and not found.is_stale:
             return found  # a hit: one read, nothing else
         flight = Flight(
@@ -401,15 +402,20 @@ class CacheRepository:
         row = self._db.fetchone(self._sql.count_backend, (backend, _EVERY_ROW if include_expired else self._now()))
         return int(row[0]) if row is not None else 0
 
-    def get_with_meta(self, backend: str, signature: str, *, allow_stale: bool = False) -> CachedResponse | None:
+    def get_with_meta(
+        self, backend: str, signature: str, *, include_expired: bool = False, allow_stale: bool | None = None
+    ) -> CachedResponse | None:
         """``(payload, headers, fetched_at)`` as a :class:`CachedResponse`, or ``None``.
 
         The result unpacks as that 3-tuple and also has ``expires_at`` and
-        ``is_stale``. With ``allow_stale=True`` an expired row still stored is
+        ``is_stale``. With ``include_expired=True`` an expired row still stored is
         returned with ``is_stale=True`` (serve the last good response when the
         upstream is down); otherwise it reads as missing. Pre-v2 rows give
-        ``({}, None)``. Never deletes or rewrites a row.
+        ``({}, None)``. Never deletes or rewrites a row. ``allow_stale`` is the
+        deprecated name of ``include_expired``.
         """
+        if allow_stale is not None:
+            include_expired = renamed_argument("allow_stale", "include_expired", allow_stale)
         check_key("backend", backend)
         check_key("signature", signature)
         row = self._db.fetchone(self._sql.get_with_meta, (backend, signature))
@@ -417,7 +423,7 @@ class CacheRepository:
             return None
         payload, headers, fetched_at, expires_at, codec = row
         stale = expires_at <= self._now()
-        if stale and not allow_stale:
+        if stale and not include_expired:
             return None
         return CachedResponse(
             payload if not codec else decode(payload, codec, self.target, (backend, signature)),
@@ -488,7 +494,7 @@ class _FlightStore:
         return self._repository.target
 
     def read(self, key: Key) -> CachedResponse | None:
-        return self._repository.get_with_meta(*key, allow_stale=True)
+        return self._repository.get_with_meta(*key, include_expired=True)
 
     def write(self, key: Key, payload: bytes, headers: Mapping[str, str] | None, ttl: int) -> CachedResponse:
         repository = self._repository
@@ -496,7 +502,7 @@ class _FlightStore:
             repository.set(*key, payload, ttl_seconds=ttl)
         else:
             repository.set_with_meta(*key, payload, response_headers=headers, ttl_seconds=ttl)
-        stored = repository.get_with_meta(*key, allow_stale=True)
+        stored = repository.get_with_meta(*key, include_expired=True)
         if stored is not None:
             return stored
         # Deleted (clear, purge) right after we wrote it: what a read just after our write returned.

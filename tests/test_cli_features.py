@@ -120,13 +120,26 @@ def test_get_json_carries_the_payload_in_base64(runner: CliRunner, cache: str) -
     assert base64.b64decode(report["payload_base64"]) == BINARY
 
 
-def test_get_expired_row_needs_stale(runner: CliRunner, cache: str) -> None:
+def test_get_expired_row_needs_include_expired(runner: CliRunner, cache: str) -> None:
     result = invoke(runner, "get", "anilist", "old", "--url", cache, exit_code=1)
-    assert_one_error_line(result, "expired at 2000-01-01 00:01:00 UTC", "--stale")
+    assert_one_error_line(result, "expired at 2000-01-01 00:01:00 UTC", "--include-expired")
     assert result.stdout == ""
-    assert invoke(runner, "get", "anilist", "old", "--stale", "--url", cache).stdout_bytes == b"stale body"
-    meta = json.loads(invoke(runner, "get", "anilist", "old", "--stale", "--meta", "--url", cache).stdout)
+    assert invoke(runner, "get", "anilist", "old", "--include-expired", "--url", cache).stdout_bytes == b"stale body"
+    meta = json.loads(invoke(runner, "get", "anilist", "old", "--include-expired", "--meta", "--url", cache).stdout)
     assert meta["is_stale"] is True and meta["expires_at"] == "2000-01-01T00:01:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("old_flag", "command"),
+    [("--stale", ["get", "anilist", "old"]), ("--expired", ["keys", "anilist", "--json"])],
+)
+def test_old_flag_spellings_still_work_and_say_they_are_deprecated(
+    runner: CliRunner, cache: str, old_flag: str, command: list[str]
+) -> None:
+    old = invoke(runner, *command, old_flag, "--url", cache)
+    assert f"{old_flag} is deprecated" in old.stderr and "use --include-expired" in old.stderr
+    assert old.stdout_bytes == invoke(runner, *command, "--include-expired", "--url", cache).stdout_bytes
+    assert old_flag not in invoke(runner, command[0], "--help").stdout  # hidden from --help
 
 
 def test_get_missing_row_or_file_is_one_error_line(runner: CliRunner, cache: str, tmp_path: Path) -> None:

@@ -53,21 +53,21 @@ def test_expired_row_is_served_only_when_stale_is_allowed(
     frozen_clock.advance(60)  # expires_at <= now: expired
     assert repo.get("anilist", "q") is None
     assert repo.get_with_meta("anilist", "q") is None
-    stale = repo.get_with_meta("anilist", "q", allow_stale=True)
+    stale = repo.get_with_meta("anilist", "q", include_expired=True)
     assert stale == (b"last good", {"ETag": "v1"}, FROZEN_AT)
     assert stale.is_stale is True
     assert stale.expires_at == FROZEN_AT + timedelta(seconds=60)
     assert keys(database) == [("anilist", "q")]  # reading stale deletes nothing
 
 
-def test_allow_stale_on_a_fresh_row_is_not_stale(repo: CacheRepository, frozen_clock: FrozenClock) -> None:
+def test_include_expired_on_a_fresh_row_is_not_stale(repo: CacheRepository, frozen_clock: FrozenClock) -> None:
     repo.set("b", "s", b"x", ttl_seconds=60)
     frozen_clock.advance(59)
-    assert repo.get_with_meta("b", "s", allow_stale=True).is_stale is False
+    assert repo.get_with_meta("b", "s", include_expired=True).is_stale is False
 
 
-def test_allow_stale_still_misses_missing_rows(repo: CacheRepository) -> None:
-    assert repo.get_with_meta("b", "missing", allow_stale=True) is None
+def test_include_expired_still_misses_missing_rows(repo: CacheRepository) -> None:
+    assert repo.get_with_meta("b", "missing", include_expired=True) is None
 
 
 def test_stale_pre_v2_row_reads_empty_headers_and_no_fetched_at(
@@ -77,12 +77,25 @@ def test_stale_pre_v2_row_reads_empty_headers_and_no_fetched_at(
     with database.begin() as connection:
         connection.execute(update(rows).values(response_headers=None, fetched_at=None))
     frozen_clock.advance(10)
-    assert repo.get_with_meta("b", "s", allow_stale=True) == (b"old", {}, None)
+    assert repo.get_with_meta("b", "s", include_expired=True) == (b"old", {}, None)
 
 
-def test_allow_stale_is_keyword_only(repo: CacheRepository) -> None:
+def test_include_expired_is_keyword_only(repo: CacheRepository) -> None:
     with pytest.raises(TypeError):
         repo.get_with_meta("b", "s", True)
+
+
+def test_allow_stale_is_the_old_name_of_include_expired_and_warns(
+    repo: CacheRepository, frozen_clock: FrozenClock
+) -> None:
+    repo.set("b", "s", b"old", ttl_seconds=1)
+    frozen_clock.advance(10)
+    with pytest.warns(DeprecationWarning, match="allow_stale= is deprecated.*include_expired=") as warned:
+        stale = repo.get_with_meta("b", "s", allow_stale=True)
+    assert warned[0].filename == __file__  # points at the caller
+    assert stale is not None and stale.is_stale
+    with pytest.warns(DeprecationWarning):
+        assert repo.get_with_meta("b", "s", include_expired=True, allow_stale=False) is None  # the old name wins
 
 
 def test_cached_response_is_immutable_and_copies_with_its_extras(
@@ -90,7 +103,7 @@ def test_cached_response_is_immutable_and_copies_with_its_extras(
 ) -> None:
     repo.set("b", "s", b"x", ttl_seconds=5)
     frozen_clock.advance(5)
-    stale = repo.get_with_meta("b", "s", allow_stale=True)
+    stale = repo.get_with_meta("b", "s", include_expired=True)
     with pytest.raises(AttributeError):
         stale.is_stale = False
     for clone in (copy.copy(stale), copy.deepcopy(stale), pickle.loads(pickle.dumps(stale))):  # noqa: S301 - own bytes

@@ -374,7 +374,7 @@ def test_first_writes_and_expires(cache_repository, frozen_clock):
 
 def test_second_starts_empty(cache_repository):
     record(cache_repository)
-    assert cache_repository.get_with_meta("b", "k", allow_stale=True) is None
+    assert cache_repository.get_with_meta("b", "k", include_expired=True) is None
 """
 
 

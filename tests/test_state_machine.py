@@ -95,14 +95,14 @@ class RepositoryMachine(RuleBasedStateMachine):
         row = self._live((backend, signature))
         assert self.repository.get(backend, signature) == (None if row is None else row.payload)
 
-    @rule(data=st.data(), allow_stale=st.booleans())
-    def get_with_meta_of_a_known_key(self, data: st.DataObject, allow_stale: bool) -> None:
+    @rule(data=st.data(), include_expired=st.booleans())
+    def get_with_meta_of_a_known_key(self, data: st.DataObject, include_expired: bool) -> None:
         if not self.model:
             return
         type(self).steps += 1
         key = data.draw(st.sampled_from(sorted(self.model)))
-        row = self.model[key] if allow_stale else self._live(key)
-        found = self.repository.get_with_meta(*key, allow_stale=allow_stale)
+        row = self.model[key] if include_expired else self._live(key)
+        found = self.repository.get_with_meta(*key, include_expired=include_expired)
         if row is None:
             assert found is None
             return

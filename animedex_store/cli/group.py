@@ -15,7 +15,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -28,6 +28,7 @@ __all__ = [
     "main",
     "store_command",
     "json_option",
+    "include_expired_option",
     "print_report",
     "one_line",
     "check_url",
@@ -101,6 +102,37 @@ def store_command(render: Render) -> Callable[[Callable[..., Report]], click.Com
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+_Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
+
+
+def include_expired_option(help: str, *, deprecated: str | None = None) -> Callable[[_Decorated], _Decorated]:
+    """``--include-expired`` (the command gets ``include_expired``), and the flag's old spelling
+    ``deprecated`` (hidden; it still works for one release, with a note on stderr)."""
+
+    def merge(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        # Neither flag passes its own value: both fold into include_expired, whichever click reads first.
+        if value and param.name != "include_expired":
+            click.echo(
+                f"animedex-store: {deprecated} is deprecated and will be removed in the next release; "
+                "use --include-expired",
+                err=True,
+            )
+        ctx.params["include_expired"] = ctx.params.get("include_expired", False) or value
+
+    def decorate(function: _Decorated) -> _Decorated:
+        flags = [click.option("--include-expired", is_flag=True, expose_value=False, callback=merge, help=help)]
+        if deprecated is not None:
+            flags.append(
+                click.option(
+                    deprecated, "deprecated_flag", is_flag=True, expose_value=False, hidden=True, callback=merge
+                )
+            )
+        for flag in reversed(flags):
+            function = flag(function)
+        return function
+
+    return decorate
 
 
 def print_report(produce: Callable[[], Report], render: Render, as_json: bool) -> None:

@@ -19,6 +19,7 @@ from .group import (
     cli,
     existing_cache,
     human_size,
+    include_expired_option,
     json_option,
     one_line,
     print_report,
@@ -147,7 +148,7 @@ def _render_copy(report: Report) -> str:
 @cli.command(name="copy")
 @click.argument("source", metavar="SRC", callback=check_url)
 @click.argument("destination", metavar="DST", callback=check_url)
-@click.option("--include-expired", is_flag=True, help="Copy expired rows too (default: live rows only).")
+@include_expired_option("Copy expired rows too (default: live rows only).")
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True, help="Rows per commit."
 )

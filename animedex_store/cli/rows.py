@@ -17,7 +17,7 @@ import click
 from ..core.stats import BackendStats, CacheStats
 from ..core.validation import check_key
 from ..repository import CacheRepository
-from .group import Report, existing_cache, human_size, store_command
+from .group import Report, existing_cache, human_size, include_expired_option, store_command
 
 __all__ = ["stats", "keys", "get", "delete", "clear"]
 
@@ -102,9 +102,9 @@ def _render_keys(report: Report) -> str:
 
 @store_command(_render_keys)
 @click.argument("backend", callback=_check_key_argument)
-@click.option("--expired", is_flag=True, help="Also list rows that have expired but are still stored.")
+@include_expired_option("Also list rows that have expired but are still stored.", deprecated="--expired")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="List at most N keys.")
-def keys(url: str | None, backend: str, expired: bool, limit: int | None) -> Report:
+def keys(url: str | None, backend: str, include_expired: bool, limit: int | None) -> Report:
     """List one backend's keys, with when each expires and its size.
 
     Sorted by signature; payloads are not read, so this is quick on a large
@@ -114,7 +114,7 @@ def keys(url: str | None, backend: str, expired: bool, limit: int | None) -> Rep
     \b
     Examples:
       animedex-store keys anilist --limit 20
-      animedex-store keys rc:10:http_cache:responses --expired --json
+      animedex-store keys rc:10:http_cache:responses --include-expired --json
     """
     with existing_cache(url) as (target, repository):
         if repository is None:
@@ -127,7 +127,7 @@ def keys(url: str | None, backend: str, expired: bool, limit: int | None) -> Rep
                 "expired": key.expires_at <= now,
                 "bytes": key.size,
             }
-            for key in itertools.islice(repository.keys(backend, include_expired=expired), limit)
+            for key in itertools.islice(repository.keys(backend, include_expired=include_expired), limit)
         ]
     return {"target": target, "exists": True, "backend": backend, "keys": listed}
 
@@ -142,27 +142,29 @@ def _render_get(report: Report) -> str | bytes:
 @click.argument("backend", callback=_check_key_argument)
 @click.argument("signature", callback=_check_key_argument)
 @click.option("--meta", is_flag=True, help="Print headers, fetched_at and expires_at as JSON instead of the payload.")
-@click.option("--stale", is_flag=True, help="Also print a row that has expired but is still stored.")
-def get(url: str | None, backend: str, signature: str, meta: bool, stale: bool) -> Report:
+@include_expired_option("Also print a row that has expired but is still stored.", deprecated="--stale")
+def get(url: str | None, backend: str, signature: str, meta: bool, include_expired: bool) -> Report:
     """Print one cached payload to stdout, byte for byte.
 
     The row is found by BACKEND and SIGNATURE, exactly as the application
     stored them. Exits 1 when there is no such row, or it has expired
-    (unless --stale). With --json: one JSON object with the metadata and the
+    (unless --include-expired). With --json: one JSON object with the metadata and the
     payload in base64.
 
     \b
     Examples:
       animedex-store get jikan SIGNATURE > response.json
-      animedex-store get jikan SIGNATURE --meta --stale
+      animedex-store get jikan SIGNATURE --meta --include-expired
     """
     with existing_cache(url) as (target, repository):
-        found = _require(repository, target).get_with_meta(backend, signature, allow_stale=True)
+        found = _require(repository, target).get_with_meta(backend, signature, include_expired=True)
     if found is None:
         raise click.ClickException(f"no row for backend {backend!r}, signature {signature!r} in {target}")
-    if found.is_stale and not stale:
+    if found.is_stale and not include_expired:
         expired = found.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        raise click.ClickException(f"the row for {backend!r}, {signature!r} expired at {expired}; --stale prints it")
+        raise click.ClickException(
+            f"the row for {backend!r}, {signature!r} expired at {expired}; --include-expired prints it"
+        )
     report = {
         "target": target,
         "backend": backend,

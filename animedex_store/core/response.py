@@ -17,7 +17,7 @@ class CachedResponse(tuple[bytes, dict[str, str], Optional[datetime]]):
     It *is* the seed's 3-tuple: ``payload, headers, fetched_at = result`` still
     works and it compares equal to ``(payload, headers, fetched_at)``. The
     extra attributes ``expires_at`` (aware UTC datetime) and ``is_stale``
-    (``True`` only for an expired row returned with ``allow_stale=True``) live
+    (``True`` only for an expired row returned with ``include_expired=True``) live
     beside the three items, not in them, so unpacking is unchanged. Immutable.
     """
 

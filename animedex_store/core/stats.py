@@ -21,7 +21,7 @@ class BackendStats:
     """Counts for a set of rows (one backend's, or the whole cache's).
 
     ``expired_rows`` counts rows with ``expires_at <= now`` (still stored,
-    readable only with ``allow_stale=True``); ``payload_bytes`` sums payload
+    readable only with ``include_expired=True``); ``payload_bytes`` sums payload
     lengths (headers and index overhead not included). ``oldest_fetched_at``
     and ``newest_fetched_at`` are aware UTC datetimes, ``None`` when no row
     has a ``fetched_at`` (empty, or only pre-v2 rows).

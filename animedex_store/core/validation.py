@@ -7,7 +7,9 @@ before anything touches the database.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 __all__ = [
     "KEY_MAX_LENGTH",
@@ -21,7 +23,10 @@ __all__ = [
     "check_header_names",
     "encode_headers",
     "decode_headers",
+    "renamed_argument",
 ]
+
+_T = TypeVar("_T")
 
 #: Longest ``backend`` or ``signature`` accepted, in characters. Both key columns
 #: together must fit one index entry on every engine: 2 x 255 x 4 bytes (utf8mb4)
@@ -118,3 +123,14 @@ def decode_headers(blob: bytes | None) -> dict[str, str]:
     except ValueError:  # not UTF-8 (UnicodeDecodeError) or not JSON
         return {}
     return headers if isinstance(headers, dict) else {}
+
+
+def renamed_argument(old: str, new: str, value: _T) -> _T:
+    """``value``, passed under the old name ``old`` of the argument now called ``new``: warns with a
+    :class:`DeprecationWarning` pointing at the caller's caller. Old names work for one more release."""
+    warnings.warn(
+        f"{old}= is deprecated and will be removed in the next release; use {new}=",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return value

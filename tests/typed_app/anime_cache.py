@@ -48,7 +48,7 @@ class AnimeCache:
 
     def etag(self, anime_id: int) -> str | None:
         cached: CachedResponse | None = self._repository.get_with_meta(
-            self.BACKEND, f"raw:{anime_id}", allow_stale=True
+            self.BACKEND, f"raw:{anime_id}", include_expired=True
         )
         if cached is None:
             return None
