@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.clock import Clock, epoch_millis, epoch_seconds, utc_datetime
 from .core.codecs import check_compression, decode, encode
 from .core.connections import ClosedConnections, Database
+from .core.listing import EVERY_ROW, KEY_ORDERS, KeyPage
 from .core.response import CachedResponse, StoredKey
 from .core.validation import (
     MAX_TTL_SECONDS,
     MAX_WAIT_SECONDS,
+    check_choice,
     check_count,
     check_header_names,
     check_key,
+    check_moment,
     check_payload,
     check_seconds,
     check_ttl,
@@ -48,8 +51,7 @@ ModelT = TypeVar("ModelT", bound="BaseModel")
 _EMPTY_HEADERS = b"{}"
 #: Rows removed per transaction by :meth:`CacheRepository.purge_expired`.
 PURGE_BATCH = 1_000
-#: An ``expires_after`` bound below every row's ``expires_at``: "expired or not".
-_EVERY_ROW = -(2**62)
+_EVERY_ROW = EVERY_ROW
 
 
 def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
@@ -377,30 +379,94 @@ class CacheRepository:
             chunks.append((size, chunk + chunk[-1:] * (size - len(chunk))))
         return chunks
 
-    def keys(self, backend: str, *, include_expired: bool = False, page_size: int = 1_000) -> Iterator[StoredKey]:
-        """The keys of ``backend``'s live rows (``include_expired``: all its rows), by signature, as
-        :class:`StoredKey` ``(signature, expires_at, size)``; payloads are not read.
+    def keys(
+        self,
+        backend: str,
+        *,
+        include_expired: bool = False,
+        expired_only: bool = False,
+        as_of: datetime | None = None,
+        order_by: str = "signature",
+        descending: bool = False,
+        limit: int | None = None,
+        page_size: int = 1_000,
+    ) -> Iterator[StoredKey]:
+        """The keys of ``backend``'s live rows as :class:`StoredKey` ``(signature, expires_at, size)``;
+        payloads are not read. Every argument is checked when the call is made.
 
-        Read in pages of ``page_size`` rows, each one query that continues after the last
-        signature seen: rows written or deleted meanwhile are seen or not, never twice.
+        Which rows: live ones (``expires_at`` after ``as_of``, by default the repository's
+        now); with ``include_expired=True`` every row; with ``expired_only=True`` only the
+        rows expired as of ``as_of`` (``include_expired`` then changes nothing). In the
+        order of ``order_by`` (``"signature"``, ``"expires_at"`` or ``"size"`` as stored;
+        ties by signature), ``descending`` reversing it, at most ``limit`` keys. Read in pages
+        of ``page_size`` rows, each one query continuing after the last row seen: rows written
+        or deleted meanwhile are seen or not, never twice. Ordered by expiry, the index
+        ``ix_cache_rows_backend_expires_at`` reads only the rows returned.
         """
         check_key("backend", backend)
+        expired, bound = self._expiry_bound(include_expired, expired_only, as_of)
+        order = check_choice("order_by", order_by, KEY_ORDERS)
         page_size = check_count("page_size", page_size)
-        expires_after = _EVERY_ROW if include_expired else self._now()
-        rows = self._db.fetchall(self._sql.keys_first_page, (backend, expires_after, page_size))
-        while rows:
+        remaining = None if limit is None else check_count("limit", limit)
+        pages = (order, bool(descending), expired)
+        return self._key_pages(backend, bound, pages, page_size, remaining)
+
+    def _key_pages(
+        self, backend: str, bound: int, pages: tuple[str, bool, bool], page_size: int, remaining: int | None
+    ) -> Iterator[StoredKey]:
+        order, descending, expired = pages
+        sort_column = KEY_ORDERS.index(order)  # a listed row is (signature, expires_at, size)
+        statement = self._sql.keys_page(KeyPage(order, descending, expired, after=False))
+        after: tuple[Any, str | None] = (None, None)
+        while remaining is None or remaining > 0:
+            wanted = page_size if remaining is None else min(page_size, remaining)
+            rows = self._db.fetchall(statement, (backend, bound, *after, wanted))
             for signature, expires_at, size in rows:
                 yield StoredKey(signature, utc_datetime(expires_at), int(size))
-            if len(rows) < page_size:
+            if len(rows) < wanted:
                 return
-            after = rows[-1][0]
-            rows = self._db.fetchall(self._sql.keys_next_page, (backend, expires_after, after, page_size))
+            if remaining is not None:
+                remaining -= len(rows)
+            after = (rows[-1][sort_column], rows[-1][0])
+            statement = self._sql.keys_page(KeyPage(order, descending, expired, after=True))
 
-    def count(self, backend: str, *, include_expired: bool = False) -> int:
-        """How many live rows ``backend`` has (``include_expired``: rows of any age); one query."""
+    def count(
+        self, backend: str, *, include_expired: bool = False, expired_only: bool = False, as_of: datetime | None = None
+    ) -> int:
+        """How many rows :meth:`keys` would list with the same arguments; one query, through the
+        index ``ix_cache_rows_backend_expires_at``."""
         check_key("backend", backend)
-        row = self._db.fetchone(self._sql.count_backend, (backend, _EVERY_ROW if include_expired else self._now()))
+        expired, bound = self._expiry_bound(include_expired, expired_only, as_of)
+        row = self._db.fetchone(self._sql.count_expired if expired else self._sql.count_live, (backend, bound))
         return int(row[0]) if row is not None else 0
+
+    def contains_many(
+        self, backend: str, signatures: Iterable[str], *, include_expired: bool = False
+    ) -> frozenset[str]:
+        """Which of ``signatures`` ``backend`` holds live rows of (``include_expired``: any rows); one
+        statement per :data:`~animedex_store.sql.statements.GET_MANY_CHUNK` keys, payloads not read.
+        Every key is checked first."""
+        bound = _EVERY_ROW if include_expired else self._now()
+        return frozenset(
+            row[0]
+            for size, chunk in self._padded_chunks(backend, signatures)
+            for row in self._db.fetchall(self._sql.present_many(size), (backend, *chunk, bound))
+        )
+
+    def _expiry_bound(self, include_expired: bool, expired_only: bool, as_of: datetime | None) -> tuple[bool, int]:
+        """``(expired, bound)``: rows with ``expires_at <= bound`` if ``expired``, else ``> bound``."""
+        moment = self._now() if as_of is None else epoch_seconds(check_moment("as_of", as_of))
+        if expired_only:
+            return True, moment
+        return False, _EVERY_ROW if include_expired else moment
+
+    def now(self) -> datetime:
+        """The current time by the repository's clock (aware UTC): a row with ``expires_at`` at or
+        before it reads as missing. Adapters that store absolute expiry times convert them with it."""
+        if self._clock is None:
+            return datetime.now(timezone.utc)
+        moment = self._clock()
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
     def get_with_meta(
         self, backend: str, signature: str, *, include_expired: bool = False, allow_stale: bool | None = None

@@ -33,12 +33,9 @@ How requests-cache's data maps onto rows:
 from __future__ import annotations
 
 import hashlib
-import heapq
 import itertools
-import math
-import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 try:
@@ -50,8 +47,8 @@ except ImportError as exc:  # the optional dependency
         f"animedex_store.requests_cache needs requests-cache: pip install 'animedex-store[requests-cache]' ({exc})"
     ) from exc
 
-from .core.response import StoredKey
-from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS, check_count
+from .core.clock import epoch_seconds
+from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS, check_count, check_key
 from .fastpath.targets import Target
 from .repository import CacheRepository
 
@@ -61,7 +58,8 @@ __all__ = ["StoreCache", "StoreDict", "namespace", "DEFAULT_TTL_OFFSET"]
 DEFAULT_TTL_OFFSET = 3600
 #: Responses loaded per query when many are read (``filter``, ``sorted``).
 _PAGE = 512
-_SORT_KEYS = ("expires", "size", "key")
+#: requests-cache's sort keys, and the repository's orders for them.
+_SORT_KEYS = {"expires": "expires_at", "size": "size", "key": "signature"}
 
 try:  # cattrs raises these for valid JSON that is not a response; BaseStorage.deserialize catches others
     from cattrs.errors import BaseValidationError as _NotAResponse
@@ -155,15 +153,19 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
             return None  # valid JSON that is not a response: unreadable, like any other bad row
 
     def _ttl(self, value: Any) -> int:
-        """Seconds the row for ``value`` lives: past its ``expires`` by ``ttl_offset``, or for ever."""
+        """Seconds the row for ``value`` lives by the repository's clock: past its ``expires`` by
+        ``ttl_offset``, or for ever."""
         expires = getattr(value, "expires", None)
         if not isinstance(expires, datetime):
             return MAX_TTL_SECONDS
-        return max(math.ceil(expires.timestamp() - time.time()), 0) + self.ttl_offset
+        # Whole seconds as rows store them, both times rounded down alike: a response that has expired
+        # by now (expires <= now) then has its row chosen by expired_keys() (expires_at <= now + offset).
+        return max(epoch_seconds(expires) - epoch_seconds(self.repository.now()), 0) + self.ttl_offset
 
-    def _response_expired(self, key: StoredKey, now: float) -> bool:
-        """Whether the response in the row ``key`` has expired (its row outlives it by ``ttl_offset``)."""
-        return key.expires_at.timestamp() - self.ttl_offset <= now
+    def _responses_expire_by(self) -> datetime:
+        """The moment a row's ``expires_at`` is compared with to tell whether its *response* has
+        expired: the row outlives the response by ``ttl_offset``."""
+        return self.repository.now() + timedelta(seconds=self.ttl_offset)
 
     # -- MutableMapping ----------------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -212,53 +214,57 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
         self._release()
 
     def count(self, expired: bool = True) -> int:
-        """How many values are stored; ``expired=False``: only unexpired responses."""
+        """How many values are stored; ``expired=False``: only unexpired responses. One query."""
         if expired:
             return len(self)
-        now = time.time()
-        return sum(1 for key in self.repository.keys(self.backend) if not self._response_expired(key, now))
+        return self.repository.count(self.backend, as_of=self._responses_expire_by())
 
     def sorted(
         self, key: str = "expires", reversed: bool = False, limit: int | None = None, expired: bool = True
     ) -> Iterator[Any]:
         """Values by ``expires``, ``size`` (as stored) or ``key``; ``expired=False`` leaves expired
-        responses out. Sorted on the keys alone: only the values returned are read."""
+        responses out. One query chooses and orders the keys (through the index on the namespace's
+        expiry when sorted by ``expires``); only the values returned are read."""
         if key not in _SORT_KEYS:
             raise ValueError(f"sorted() sorts by one of {', '.join(_SORT_KEYS)}, not {key!r}")
-        now = time.time()
-        keys = [
-            stored
-            for stored in self.repository.keys(self.backend)
-            if expired or not self._response_expired(stored, now)
-        ]
-        order = {"expires": lambda k: k.expires_at, "size": lambda k: k.size, "key": lambda k: k.signature}[key]
-        chosen = (heapq.nlargest if reversed else heapq.nsmallest)(len(keys) if limit is None else limit, keys, order)
-        return self._values([stored.signature for stored in chosen])
+        chosen = self.repository.keys(
+            self.backend,
+            include_expired=expired,
+            as_of=None if expired else self._responses_expire_by(),
+            order_by=_SORT_KEYS[key],
+            descending=reversed,
+            limit=limit,
+        )
+        return self._values(stored.signature for stored in chosen)
 
     def _values(self, signatures: Iterable[str]) -> Iterator[Any]:
         """The values of ``signatures``, in that order, read a page at a time; vanished rows skipped."""
+        for _signature, value in self._items(signatures):
+            yield value
+
+    def _items(self, signatures: Iterable[str]) -> Iterator[tuple[str, Any]]:
+        """``(signature, value or None)`` of ``signatures``, in that order, read a page at a time;
+        vanished rows skipped."""
         pending = iter(signatures)
         while page := list(itertools.islice(pending, _PAGE)):
             found = self.repository.get_many(self.backend, page)
             for signature in page:
                 if signature in found:
-                    yield self._load(signature, found[signature])
+                    yield signature, self._load(signature, found[signature])
+
+    def expired_keys(self) -> list[str]:
+        """The keys whose response has expired, chosen on the rows' expiry in one query."""
+        listed = self.repository.keys(self.backend, expired_only=True, as_of=self._responses_expire_by())
+        return [stored.signature for stored in listed]
 
     def read_items(self, *, expired: bool | None = None) -> Iterator[tuple[str, Any]]:
         """``(key, value or None)`` of every row (``expired=None``), or only of those whose response has
         expired (``True``) or has not (``False``), chosen on the rows' expiry before anything is read."""
-        now = time.time()
-        keys = [
-            stored.signature
-            for stored in self.repository.keys(self.backend)
-            if expired is None or self._response_expired(stored, now) == expired
-        ]
-        for page_start in range(0, len(keys), _PAGE):
-            page = keys[page_start : page_start + _PAGE]
-            found = self.repository.get_many(self.backend, page)
-            for signature in page:
-                if signature in found:
-                    yield signature, self._load(signature, found[signature])
+        if expired is None:
+            listed = self.repository.keys(self.backend)
+        else:
+            listed = self.repository.keys(self.backend, expired_only=expired, as_of=self._responses_expire_by())
+        return self._items(stored.signature for stored in listed)
 
     def __repr__(self) -> str:
         return f"StoreDict({self.cache_name!r}, {self.table_name!r}, target={self.repository.target!r})"
@@ -340,24 +346,27 @@ class StoreCache(_RepositoryHolder, BaseCache):
                 yield response
 
     def delete(self, *keys: str, expired: bool = False, **kwargs: Any) -> None:
-        """As requests-cache's; ``expired=True`` reads only the responses whose rows say they expired."""
+        """As requests-cache's; ``expired=True`` chooses the expired responses on their rows' expiry in
+        one query, reading none of them."""
         if expired and not any(value for name, value in kwargs.items() if name != "verify"):
-            stale = [key for key, response in self.responses.read_items(expired=True) if _is_expired(response)]
-            super().delete(*keys, *stale)
+            super().delete(*keys, *self.responses.expired_keys())
             return
         super().delete(*keys, expired=expired, **kwargs)
 
     def _prune_redirects(self) -> None:
-        """Delete the redirects whose response is gone: the keys of both namespaces, one query a page."""
-        live = {key.signature for key in self.repository.keys(self.responses.backend)}
-        dangling = [key for key, target in self.redirects.read_items() if target not in live]
-        self.redirects.bulk_delete(dangling)
-
-
-def _is_expired(response: Any) -> bool:
-    """A readable response that has expired (an unreadable row is ``delete(invalid=True)``'s business)."""
-    return response is not None and bool(getattr(response, "is_expired", False))
+        """Delete the redirects whose response is gone: the redirects are read (they are few), their
+        targets looked up a few hundred a query without reading a response."""
+        redirects = dict(self.redirects.read_items())
+        present = self.repository.contains_many(
+            self.responses.backend, [target for target in redirects.values() if _storable(target)]
+        )
+        self.redirects.bulk_delete([key for key, target in redirects.items() if target not in present])
 
 
 def _storable(key: object) -> bool:
-    return isinstance(key, str) and len(key) <= KEY_MAX_LENGTH
+    """Whether ``key`` could be a row's signature (else no row holds it)."""
+    try:
+        check_key("signature", key)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -116,6 +116,30 @@ def test_rows_outlive_their_responses_by_the_offset_then_purge_removes_them(tmp_
     repository.close()
 
 
+def test_rows_live_and_are_counted_by_the_repository_clock(engine_url: str) -> None:
+    """A repository whose clock is a year behind the system's: a response's row still expires
+    ``ttl_offset`` after the response, and counting agrees with ``len`` by that clock."""
+    clock = FrozenClock(datetime.now(timezone.utc) - timedelta(days=365))
+    repository = CacheRepository(engine_url, clock=clock)
+    cache = StoreCache("clocked", repository=repository, ttl_offset=600)
+    try:
+        response = _session(cache).get(URL)
+        cache.responses.clear()  # the session's own copy, under the session's key
+        expires = clock() + timedelta(hours=1)
+        cache.save_response(response, cache_key="k", expires=expires)
+        (stored,) = repository.keys(cache.responses.backend, include_expired=True)
+        assert abs(stored.expires_at - (expires + timedelta(seconds=600))) < timedelta(seconds=1)
+        assert len(cache.responses) == cache.count(expired=False) == 1
+        clock.advance(3600)  # the response has expired by the repository's clock; its row stays a while
+        assert (len(cache.responses), cache.count(expired=False)) == (1, 0)
+        assert [key for key, _ in cache.responses.read_items(expired=True)] == ["k"]
+        clock.advance(600)
+        assert len(cache.responses) == 0
+    finally:
+        cache.close()
+        repository.close()
+
+
 def test_a_response_that_never_expires_and_a_redirect_never_expire_as_rows(engine_url: str) -> None:
     cache = StoreCache("forever", engine_url)
     try:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from ..errors import StoreError
-from .compiled import Compiled
+from .compiled import Compiled, StatementSet
 
 __all__ = ["Connections", "ClosedConnections", "Database"]
 
@@ -75,4 +75,4 @@ class ClosedConnections(Connections):
 #: What a repository runs on: its connections, and its statements compiled for them (the
 #: frozen module :mod:`animedex_store.fastpath.statements`, or a
 #: :class:`animedex_store.sql.statements.Statements`).
-Database = tuple[Connections, Any]
+Database = tuple[Connections, StatementSet]

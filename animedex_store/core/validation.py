@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import TypeVar
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "encode_headers",
     "decode_headers",
     "renamed_argument",
+    "check_choice",
+    "check_moment",
 ]
 
 _T = TypeVar("_T")
@@ -62,6 +65,22 @@ def check_count(name: str, value: object) -> int:
         raise TypeError(f"{name} must be int, not {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (``str``s)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, not {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+    return value
+
+
+def check_moment(name: str, value: object) -> datetime:
+    """A point in time: a ``datetime`` (naive is taken as UTC where it is used)."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
     return value
 
 

@@ -8,6 +8,7 @@ The SQLite fast path runs these without importing SQLAlchemy.
 from __future__ import annotations
 
 from ..core.compiled import Compiled, InOrder  # noqa: F401 - InOrder appears when a statement reorders its values
+from ..core.listing import KeyPage
 
 get = Compiled(
     "SELECT cache_rows.payload, cache_rows.expires_at, cache_rows.codec \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature = ?",
@@ -17,16 +18,12 @@ get_with_meta = Compiled(
     "SELECT cache_rows.payload, cache_rows.response_headers, cache_rows.fetched_at, cache_rows.expires_at, cache_rows.codec \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature = ?",
     tuple,
 )
-keys_first_page = Compiled(
-    "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
-    tuple,
-)
-keys_next_page = Compiled(
-    "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND cache_rows.signature > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
-    tuple,
-)
-count_backend = Compiled(
+count_live = Compiled(
     "SELECT count(*) AS count_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ?",
+    tuple,
+)
+count_expired = Compiled(
+    "SELECT count(*) AS count_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ?",
     tuple,
 )
 upsert = Compiled(
@@ -167,6 +164,146 @@ _DELETE_MANY = {
         tuple,
     ),
 }
+_PRESENT_MANY = {
+    1: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    2: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    4: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    8: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?, ?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    16: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    32: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    64: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    128: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    256: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+    512: Compiled(
+        "SELECT cache_rows.signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.signature IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) AND cache_rows.expires_at > ?",
+        tuple,
+    ),
+}
+_KEYS_PAGE = {
+    ("signature", False, False, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("signature", False, False, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND cache_rows.signature > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 3, 4),
+    ),
+    ("signature", False, True, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("signature", False, True, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? AND cache_rows.signature > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 3, 4),
+    ),
+    ("signature", True, False, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("signature", True, False, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND cache_rows.signature < ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 3, 4),
+    ),
+    ("signature", True, True, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("signature", True, True, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? AND cache_rows.signature < ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 3, 4),
+    ),
+    ("expires_at", False, False, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.expires_at, cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("expires_at", False, False, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (cache_rows.expires_at > ? OR cache_rows.expires_at = ? AND cache_rows.signature > ?) ORDER BY cache_rows.expires_at, cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+    ("expires_at", False, True, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? ORDER BY cache_rows.expires_at, cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("expires_at", False, True, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? AND (cache_rows.expires_at > ? OR cache_rows.expires_at = ? AND cache_rows.signature > ?) ORDER BY cache_rows.expires_at, cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+    ("expires_at", True, False, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.expires_at DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("expires_at", True, False, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (cache_rows.expires_at < ? OR cache_rows.expires_at = ? AND cache_rows.signature < ?) ORDER BY cache_rows.expires_at DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+    ("expires_at", True, True, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? ORDER BY cache_rows.expires_at DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("expires_at", True, True, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? AND (cache_rows.expires_at < ? OR cache_rows.expires_at = ? AND cache_rows.signature < ?) ORDER BY cache_rows.expires_at DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+    ("size", False, False, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("size", False, False, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (length(cache_rows.payload) > ? OR length(cache_rows.payload) = ? AND cache_rows.signature > ?) ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+    ("size", False, True, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("size", False, True, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? AND (length(cache_rows.payload) > ? OR length(cache_rows.payload) = ? AND cache_rows.signature > ?) ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+    ("size", True, False, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("size", True, False, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (length(cache_rows.payload) < ? OR length(cache_rows.payload) = ? AND cache_rows.signature < ?) ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+    ("size", True, True, False): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 4),
+    ),
+    ("size", True, True, True): Compiled(
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ? AND (length(cache_rows.payload) < ? OR length(cache_rows.payload) = ? AND cache_rows.signature < ?) ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        InOrder(0, 1, 2, 2, 3, 4),
+    ),
+}
 
 
 def get_many(size: int) -> Compiled:
@@ -177,3 +314,13 @@ def get_many(size: int) -> Compiled:
 def delete_many(size: int) -> Compiled:
     """Delete the rows of ``size`` signatures of one backend."""
     return _DELETE_MANY[size]
+
+
+def present_many(size: int) -> Compiled:
+    """The signatures, among ``size`` of one backend, of rows expiring after a bound."""
+    return _PRESENT_MANY[size]
+
+
+def keys_page(page: KeyPage) -> Compiled:
+    """``(signature, expires_at, stored bytes)`` of a backend's rows, one page of the variant ``page`` (values: :data:`KEY_PAGE_NAMES`). Every variant of :data:`~animedex_store.core.listing.KEY_PAGES` is compiled at most once."""
+    return _KEYS_PAGE[page]

@@ -16,9 +16,12 @@ cap written, never on every write.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.validation import check_count
 
 if TYPE_CHECKING:
+    from ..core.compiled import StatementSet
     from ..core.connections import Connections
 
 __all__ = ["SizeCap", "EVICT_TO_FRACTION", "EVICTION_BATCH", "check_max_bytes"]
@@ -31,13 +34,7 @@ EVICTION_BATCH = 256
 
 def check_max_bytes(max_bytes: object) -> int | None:
     """``max_bytes``: ``None`` (no cap) or an ``int`` ≥ 1 (``bool`` is refused)."""
-    if max_bytes is None:
-        return None
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-        raise TypeError(f"max_bytes must be int or None, not {type(max_bytes).__name__}")
-    if max_bytes < 1:
-        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
-    return max_bytes
+    return None if max_bytes is None else check_count("max_bytes", max_bytes)
 
 
 class SizeCap:
@@ -53,12 +50,12 @@ class SizeCap:
         if size > self.max_bytes:
             raise ValueError(f"payload is {size} bytes, larger than max_bytes={self.max_bytes}")
 
-    def previous_size(self, db: Connections, sql: Any, backend: str, signature: str) -> int:
+    def previous_size(self, db: Connections, sql: StatementSet, backend: str, signature: str) -> int:
         """Bytes the row ``(backend, signature)`` holds now (0 when missing): what an overwrite frees."""
         row = db.fetchone(sql.payload_size, (backend, signature))
         return 0 if row is None else int(row[0])
 
-    def grew(self, db: Connections, sql: Any, delta: int, written: tuple[str, str]) -> None:
+    def grew(self, db: Connections, sql: StatementSet, delta: int, written: tuple[str, str]) -> None:
         """Account for a committed write of the key ``written`` that changed the total by ``delta``.
 
         Over the cap, evict; the row just written is kept, so a ``get`` right
@@ -74,7 +71,7 @@ class SizeCap:
                 self._total = None  # a failed count or eviction leaves the total unknown: count again next time
                 raise
 
-    def _evict(self, db: Connections, sql: Any, keep: tuple[str, str]) -> int:
+    def _evict(self, db: Connections, sql: StatementSet, keep: tuple[str, str]) -> int:
         """Evict down to the low-water mark, sparing ``keep``; returns the new total."""
         total = _count(db, sql)
         if total <= self.max_bytes:
@@ -96,6 +93,6 @@ class SizeCap:
         return total
 
 
-def _count(db: Connections, sql: Any) -> int:
+def _count(db: Connections, sql: StatementSet) -> int:
     row = db.fetchone(sql.payload_total, ())
     return int(row[0]) if row is not None else 0

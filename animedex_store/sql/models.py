@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from sqlalchemy import MetaData, SmallInteger, String, Text, text
+from sqlalchemy import Index, MetaData, SmallInteger, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ..core.validation import KEY_MAX_LENGTH
@@ -56,6 +56,9 @@ class CacheRow(Base):
     """
 
     __tablename__ = "cache_rows"
+    # Revision 0006: one backend's rows by expiry, ties by signature, for count() and keys() (the
+    # primary key finds the backend's rows but not their expiry).
+    __table_args__ = (Index("ix_cache_rows_backend_expires_at", "backend", "expires_at", "signature"),)
 
     backend: Mapped[str] = mapped_column(KeyType, primary_key=True)
     signature: Mapped[str] = mapped_column(KeyType, primary_key=True)

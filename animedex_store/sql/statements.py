@@ -24,12 +24,27 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Dialect, Table, bindparam, case, delete, func, literal_column, select, tuple_, update
+from sqlalchemy import (
+    Dialect,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
 from ..core.compiled import Compiled, InOrder
+from ..core.listing import KEY_PAGES, KeyPage
 from .models import CacheLock, CacheRow
 
 __all__ = [
@@ -52,7 +67,8 @@ _rows = cast(Table, CacheRow.__table__)
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
 _live = _rows.c.expires_at > bindparam("now")
 _expired = _rows.c.expires_at <= bindparam("now")
-_expires_after = _rows.c.expires_at > bindparam("expires_after")
+_after_bound = _rows.c.expires_at > bindparam("bound")
+_by_bound = _rows.c.expires_at <= bindparam("bound")
 _payload_length = func.length(_rows.c.payload)  # bytes for a BLOB/bytea; SQLite reads no overflow page for it
 # Constants as SQL literals, not bound parameters: callers bind only the values they pass.
 _ZERO: ColumnElement[int] = literal_column("0")
@@ -154,11 +170,49 @@ def _purge_batch() -> ClauseElement:
     return delete(_rows).where(tuple_(_rows.c.backend, _rows.c.signature).in_(select(keys.c.backend, keys.c.signature)))
 
 
-def _keys_page(*, after: bool) -> ClauseElement:
-    page = select(_rows.c.signature, _rows.c.expires_at, _payload_length).where(_key_matches[0], _expires_after)
-    if after:
-        page = page.where(_rows.c.signature > bindparam("after"))
-    return page.order_by(_rows.c.signature).limit(bindparam("limit")).offset(_ZERO)
+#: What :class:`KeyPage` orders by, as SQL.
+_KEY_SORTS: dict[str, ColumnElement[Any]] = {
+    "signature": _rows.c.signature,
+    "expires_at": _rows.c.expires_at,
+    "size": _payload_length,
+}
+#: The values a keys page takes, in this order (a first page binds only those it uses).
+KEY_PAGE_NAMES = ("backend", "bound", "after_value", "after_signature", "limit")
+
+
+def _keys_page(page: KeyPage) -> ClauseElement:
+    """``(signature, expires_at, stored bytes)`` of one backend's rows, a page in ``page``'s order."""
+    sort = _KEY_SORTS[page.order_by]
+    signature = _rows.c.signature
+    query = select(signature, _rows.c.expires_at, _payload_length).where(
+        _key_matches[0], _by_bound if page.expired else _after_bound
+    )
+    if page.after:
+        # Keyset pagination: strictly beyond the last row seen, ties broken by signature.
+        after_signature: BindParameter[Any] = bindparam("after_signature")
+        past_signature = signature < after_signature if page.descending else signature > after_signature
+        if page.order_by == "signature":
+            query = query.where(past_signature)
+        else:
+            after_value: BindParameter[Any] = bindparam("after_value")
+            past_value = sort < after_value if page.descending else sort > after_value
+            query = query.where(or_(past_value, and_(sort == after_value, past_signature)))
+    orders = [sort] if page.order_by == "signature" else [sort, signature]
+    return (
+        query.order_by(*(order.desc() if page.descending else order for order in orders))
+        .limit(bindparam("limit"))
+        .offset(_ZERO)
+    )
+
+
+def row_totals(now: int) -> Select[tuple[int, int, int]]:
+    """Rows, expired rows (``expires_at <= now``) and payload bytes stored, over every backend, as one
+    ``SELECT``. Only seed-v1 columns: ``animedex-store info`` counts a seed's or a behind database too."""
+    return select(
+        func.count(),
+        func.coalesce(func.sum(case((_rows.c.expires_at <= now, 1), else_=0)), 0),
+        func.coalesce(func.sum(_payload_length), 0),
+    )
 
 
 def _stats() -> ClauseElement:
@@ -193,6 +247,7 @@ class Statements:
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self._sized: dict[tuple[str, int], Compiled] = {}
+        self._pages: dict[KeyPage, Compiled] = {}
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> Statements:
@@ -243,30 +298,42 @@ class Statements:
             if name == "get_many":
                 names = ("backend", *signatures, "now")
                 statement = select(_rows.c.signature, _rows.c.payload, _rows.c.codec).where(*among, _live)
+            elif name == "present_many":
+                names = ("backend", *signatures, "bound")
+                statement = select(_rows.c.signature).where(*among, _after_bound)
             else:
                 names = ("backend", *signatures)
                 statement = delete(_rows).where(*among)
             compiled = self._sized[name, size] = _compile(statement, self._dialect, names)
         return compiled
 
-    # Listing a backend's keys in pages, without payloads: the first page, then the
-    # signatures after the last one seen (keyset pagination along the primary key).
-    @cached_property
-    def keys_first_page(self) -> Compiled:
-        """``(signature, expires_at, stored bytes)`` of a backend's rows expiring after ``expires_after``,
-        by signature (values: backend, expires_after, limit)."""
-        return _compile(_keys_page(after=False), self._dialect, ("backend", "expires_after", "limit"))
+    def present_many(self, size: int) -> Compiled:
+        """The signatures, among ``size`` of one backend, of rows expiring after a bound.
+
+        Values: backend, the ``size`` signatures, bound; padded like :meth:`get_many`.
+        """
+        return self._for_size("present_many", size)
+
+    def keys_page(self, page: KeyPage) -> Compiled:
+        """``(signature, expires_at, stored bytes)`` of a backend's rows, one page of the variant ``page``
+        (values: :data:`KEY_PAGE_NAMES`). Every variant of :data:`~animedex_store.core.listing.KEY_PAGES`
+        is compiled at most once."""
+        compiled = self._pages.get(page)
+        if compiled is None:
+            compiled = self._pages[page] = _compile(_keys_page(page), self._dialect, KEY_PAGE_NAMES)
+        return compiled
 
     @cached_property
-    def keys_next_page(self) -> Compiled:
-        """As :attr:`keys_first_page`, after a signature (values: backend, expires_after, after, limit)."""
-        return _compile(_keys_page(after=True), self._dialect, ("backend", "expires_after", "after", "limit"))
+    def count_live(self) -> Compiled:
+        """How many of a backend's rows expire after ``bound`` (values: backend, bound)."""
+        counted = select(func.count()).select_from(_rows).where(_key_matches[0], _after_bound)
+        return _compile(counted, self._dialect, ("backend", "bound"))
 
     @cached_property
-    def count_backend(self) -> Compiled:
-        """How many of a backend's rows expire after ``expires_after`` (values: backend, expires_after)."""
-        counted = select(func.count()).select_from(_rows).where(_key_matches[0], _expires_after)
-        return _compile(counted, self._dialect, ("backend", "expires_after"))
+    def count_expired(self) -> Compiled:
+        """How many of a backend's rows expire at or before ``bound`` (values: backend, bound)."""
+        counted = select(func.count()).select_from(_rows).where(_key_matches[0], _by_bound)
+        return _compile(counted, self._dialect, ("backend", "bound"))
 
     @cached_property
     def upsert(self) -> Compiled:
@@ -362,9 +429,14 @@ FROZEN_STATEMENTS = tuple(
     if isinstance(member, cached_property) and name not in FROZEN_ABSENT
 )
 #: The statements taking a number of signatures, padded to a power of two.
-SIZED = ("get_many", "delete_many")
+SIZED = ("get_many", "delete_many", "present_many")
 #: The sizes ``get_many`` and ``delete_many`` pad their chunks to: the powers of two up to the chunk.
 GET_MANY_SIZES = tuple(1 << power for power in range(GET_MANY_CHUNK.bit_length()))
+#: The statements compiled once per argument, and the arguments each is frozen at for SQLite.
+PARAMETRIZED: dict[str, tuple[Any, ...]] = {
+    **{name: GET_MANY_SIZES for name in SIZED},
+    "keys_page": KEY_PAGES,
+}
 _FROZEN_MODULE = Path(__file__).parent.parent / "fastpath" / "statements.py"
 _FROZEN_HEADER = '''\
 """The SQLite text of every statement in :mod:`animedex_store.sql.statements`. GENERATED: do not edit.
@@ -377,6 +449,7 @@ The SQLite fast path runs these without importing SQLAlchemy.
 from __future__ import annotations
 
 from ..core.compiled import Compiled, InOrder  # noqa: F401 - InOrder appears when a statement reorders its values
+from ..core.listing import KeyPage
 
 '''
 
@@ -407,19 +480,29 @@ def render_sqlite_module() -> str:
             raise ValueError(f"{name} compiles for SQLite now: move it to FROZEN_STATEMENTS")
         lines.append(f"{name}: Compiled | None = None\n")
     lines.append(f"get_many_chunk = {GET_MANY_CHUNK}\n")
-    for name in SIZED:
+    for name, arguments in PARAMETRIZED.items():
         lines.append(f"_{name.upper()} = {{\n")
-        for size in GET_MANY_SIZES:
-            lines.append(f"    {size}: {_compiled_source(getattr(statements, name)(size), '    ')},\n")
+        for argument in arguments:
+            compiled = getattr(statements, name)(argument)
+            lines.append(f"    {_literal(argument)}: {_compiled_source(compiled, '    ')},\n")
         lines.append("}\n")
-    for name in SIZED:
+    for name, arguments in PARAMETRIZED.items():
         summary = (getattr(Statements, name).__doc__ or "").split("\n\n")[0].replace("\n       ", "")
+        parameter = "size: int" if isinstance(arguments[0], int) else f"page: {type(arguments[0]).__name__}"
         lines.append(
-            f"\n\ndef {name}(size: int) -> Compiled:\n"
+            f"\n\ndef {name}({parameter}) -> Compiled:\n"
             f'    """{" ".join(summary.split())}"""\n'
-            f"    return _{name.upper()}[size]\n"
+            f"    return _{name.upper()}[{parameter.split(':')[0]}]\n"
         )
     return "".join(lines)
+
+
+def _literal(argument: object) -> str:
+    """A dictionary key of the frozen module as ``ruff format`` writes it: an ``int``, or a tuple
+    (a :class:`KeyPage`, looked up by equal tuples) of strings and booleans."""
+    if isinstance(argument, tuple):
+        return "(" + ", ".join(json.dumps(item) if isinstance(item, str) else repr(item) for item in argument) + ")"
+    return repr(argument)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
