@@ -357,9 +357,11 @@ class CacheRepository:
         now = self._now()
         found: dict[str, bytes] = {}
         for size, chunk in chunks:
-            rows = self._db.fetchall(self._sql.get_many(size), (backend, *chunk, now))
-            for signature, payload, codec in rows:
-                found[signature] = payload if not codec else decode(payload, codec, self.target, (backend, signature))
+            for signature, expires_at, codec, payload in self._db.fetchall(self._sql.get_many(size), (backend, *chunk)):
+                if expires_at > now:
+                    found[signature] = (
+                        payload if not codec else decode(payload, codec, self.target, (backend, signature))
+                    )
         return found
 
     def _padded_chunks(self, backend: str, signatures: Iterable[str]) -> list[tuple[int, list[str]]]:
@@ -448,9 +450,10 @@ class CacheRepository:
         Every key is checked first."""
         bound = _EVERY_ROW if include_expired else self._now()
         return frozenset(
-            row[0]
+            signature
             for size, chunk in self._padded_chunks(backend, signatures)
-            for row in self._db.fetchall(self._sql.present_many(size), (backend, *chunk, bound))
+            for signature, expires_at in self._db.fetchall(self._sql.present_many(size), (backend, *chunk))
+            if expires_at > bound
         )
 
     def _expiry_bound(self, include_expired: bool, expired_only: bool, as_of: datetime | None) -> tuple[bool, int]:

@@ -1,9 +1,12 @@
-"""``CachedSession`` hits through our requests-cache backend against requests-cache's own SQLite
-backend, with the same serializer, in one run (``pip install 'animedex-store[requests-cache]'``).
+"""Our requests-cache backend against requests-cache's own SQLite backend, in one run
+(``pip install 'animedex-store[requests-cache]'``): ``CachedSession`` hits with the same serializer,
+and the queries over a whole namespace (``sorted(limit=10)``, ``count(expired=False)``).
 
 Both sessions answer the first request of every URL from a canned adapter (no network) with one
 of animedex's recorded responses as the body; every timed ``session.get`` afterwards is a hit,
-which the suite checks. Both caches are SQLite files in the same directory.
+which the suite checks. For the queries both caches hold the same 100,000 stored responses
+(10,000 with ``--quick``), a tenth of them expired, written straight into their tables. Both
+caches are SQLite files in the same directory.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ from typing import Any
 from .measure import Result, Settings, Skipped, interleaved
 from .payloads import real_rows
 
-__all__ = ["run", "SERIALIZERS", "HIT_TARGET"]
+__all__ = ["run", "SERIALIZERS", "HIT_TARGET", "SORTED_TARGET"]
 
 SERIALIZERS = ("json", "pickle")
 #: Issue 17's bar: a hit costs at most 1.1x a hit on requests-cache's own SQLite backend.
 HIT_TARGET = 1.1
+#: Issue 20's bar: sorted(limit=10) over 100,000 responses at most 2x requests-cache's SQLite backend.
+SORTED_TARGET = 2.0
 URLS = 200
 QUICK_URLS = 50
+STORED = 100_000
+QUICK_STORED = 10_000
 
 
 def run(settings: Settings, workdir: Path) -> list[Result | Skipped]:
@@ -64,7 +71,67 @@ def run(settings: Settings, workdir: Path) -> list[Result | Skipped]:
         theirs = f"requests-cache SQLiteCache, {serializer}"
         results.append(Result(f"CachedSession hit, {label}", hits["ours"], theirs, hits["theirs"], HIT_TARGET))
         results.append(Result(f"cache.get_response alone, {label}", reads["ours"], theirs, reads["theirs"]))
-    return results
+    return results + _namespace_queries(settings, workdir)
+
+
+def _namespace_queries(settings: Settings, workdir: Path) -> list[Result | Skipped]:
+    """``sorted(limit=10)`` and ``count(expired=False)`` over one namespace of many responses."""
+    import time
+
+    from requests_cache import CachedResponse, SQLiteCache
+
+    from animedex_store import CacheRepository
+    from animedex_store.requests_cache import DEFAULT_TTL_OFFSET, StoreCache
+
+    stored = QUICK_STORED if settings.quick else STORED
+    ours = StoreCache("bench", workdir / "ours-many.sqlite")
+    theirs = SQLiteCache(str(workdir / "requests-cache-many.sqlite"), serializer="json")
+    try:
+        body = real_rows(1)[0].payload
+        value = ours.responses.serialize(CachedResponse(content=body, status_code=200))
+        now = int(time.time())
+        # Expiries spread over the next day, a tenth of them already passed; one TTL per batch.
+        batches: dict[int, list[str]] = {}
+        for number in range(stored):
+            expires = now + (-60 if number % 10 == 0 else 60 + (number * 7919) % 86_400)
+            batches.setdefault(expires, []).append(f"{number:032x}")
+        repository: CacheRepository = ours.repository
+        with theirs.responses.connection(commit=True) as connection:
+            for expires, keys in batches.items():
+                repository.set_many(
+                    ours.responses.backend,
+                    {key: value.encode() for key in keys},
+                    ttl_seconds=max(expires + DEFAULT_TTL_OFFSET - now, 0),
+                )
+                connection.executemany(
+                    "INSERT INTO responses (key, value, expires) VALUES (?, ?, ?)",
+                    [(key, value, expires) for key in keys],
+                )
+        sides = {"ours": ours, "theirs": theirs}
+        top = interleaved({name: _sorted_top(cache) for name, cache in sides.items()}, 1, settings.repeats)
+        counts = {name: cache.count(expired=False) for name, cache in sides.items()}
+        if counts["ours"] != counts["theirs"]:
+            raise RuntimeError(f"the caches count different unexpired responses: {counts}")
+        counted = interleaved(
+            {name: lambda cache=cache: cache.count(expired=False) for name, cache in sides.items()}, 1, settings.repeats
+        )
+    finally:
+        ours.close()
+        theirs.close()
+    label = f"{stored:,} stored responses"
+    baseline = "requests-cache SQLiteCache"
+    return [
+        Result(f"cache.sorted(limit=10), {label}", top["ours"], baseline, top["theirs"], SORTED_TARGET),
+        Result(f"cache.count(expired=False), {label}", counted["ours"], baseline, counted["theirs"]),
+    ]
+
+
+def _sorted_top(cache: Any) -> Callable[[], None]:
+    def read_top() -> None:
+        if len(list(cache.sorted(limit=10))) != 10:
+            raise RuntimeError("sorted(limit=10) did not return 10 responses")
+
+    return read_top
 
 
 def _hits(session: Any, bodies: dict[str, bytes]) -> Callable[[], None]:

@@ -144,3 +144,16 @@ def test_a_backend_is_listed_by_expiry_through_its_index(tmp_path: Path, options
     )
     connection.close()
     assert "INDEX ix_cache_rows_backend_expires_at" in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.parametrize("name", ["get_many", "present_many", "delete_many"])
+def test_reads_of_many_keys_look_them_up_in_the_primary_key(tmp_path: Path, name: str) -> None:
+    """Not a range over ix_cache_rows_backend_expires_at, which would read every live row of the backend."""
+    path = tmp_path / "cache.sqlite"
+    with CacheRepository(path) as repo:
+        statement = getattr(repo._sql, name)(16)
+    connection = sqlite3.connect(path)
+    values = ("b", *(f"s{number}" for number in range(16)))
+    plan = " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {statement.sql}", values))
+    connection.close()
+    assert plan == "SEARCH cache_rows USING INDEX sqlite_autoindex_cache_rows_1 (backend=? AND signature=?)", plan

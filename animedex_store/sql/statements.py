@@ -65,7 +65,6 @@ GET_MANY_CHUNK = 512
 
 _rows = cast(Table, CacheRow.__table__)
 _key_matches = (_rows.c.backend == bindparam("backend"), _rows.c.signature == bindparam("signature"))
-_live = _rows.c.expires_at > bindparam("now")
 _expired = _rows.c.expires_at <= bindparam("now")
 _after_bound = _rows.c.expires_at > bindparam("bound")
 _by_bound = _rows.c.expires_at <= bindparam("bound")
@@ -275,10 +274,11 @@ class Statements:
         return _compile(select(*_with_meta).where(*_key_matches), self._dialect, _KEY)
 
     def get_many(self, size: int) -> Compiled:
-        """``(signature, payload, codec)`` of the live rows among ``size`` signatures of one backend.
+        """``(signature, expires_at, codec, payload)`` of the rows among ``size`` signatures of one backend,
+        expired ones too.
 
-        Values: backend, the ``size`` signatures, now. Callers pad their
-        chunks to a power of two, so at most a dozen variants get compiled.
+        Values: backend, the ``size`` signatures. Callers pad their chunks to a
+        power of two, so at most a dozen variants get compiled.
         """
         return self._for_size("get_many", size)
 
@@ -295,12 +295,15 @@ class Statements:
             signatures = [f"signature_{i}" for i in range(size)]
             among = (_key_matches[0], _rows.c.signature.in_([bindparam(bound) for bound in signatures]))
             statement: ClauseElement
+            # The reads leave expiry to the caller, as get does: with a condition on expires_at
+            # too, SQLite (no statistics) would range over ix_cache_rows_backend_expires_at, every
+            # live row of the backend, instead of looking the keys up in the primary key.
             if name == "get_many":
-                names = ("backend", *signatures, "now")
-                statement = select(_rows.c.signature, _rows.c.payload, _rows.c.codec).where(*among, _live)
+                names = ("backend", *signatures)
+                statement = select(_rows.c.signature, _rows.c.expires_at, _rows.c.codec, _rows.c.payload).where(*among)
             elif name == "present_many":
-                names = ("backend", *signatures, "bound")
-                statement = select(_rows.c.signature).where(*among, _after_bound)
+                names = ("backend", *signatures)
+                statement = select(_rows.c.signature, _rows.c.expires_at).where(*among)
             else:
                 names = ("backend", *signatures)
                 statement = delete(_rows).where(*among)
@@ -308,9 +311,9 @@ class Statements:
         return compiled
 
     def present_many(self, size: int) -> Compiled:
-        """The signatures, among ``size`` of one backend, of rows expiring after a bound.
+        """``(signature, expires_at)`` of the rows among ``size`` signatures of one backend.
 
-        Values: backend, the ``size`` signatures, bound; padded like :meth:`get_many`.
+        Values: backend, the ``size`` signatures; padded like :meth:`get_many`.
         """
         return self._for_size("present_many", size)
 
