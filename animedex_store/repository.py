@@ -452,7 +452,7 @@ class CacheRepository:
         return frozenset(
             signature
             for size, chunk in self._padded_chunks(backend, signatures)
-            for signature, expires_at in self._db.fetchall(self._sql.present_many(size), (backend, *chunk))
+            for signature, expires_at, _size in self._db.fetchall(self._sql.present_many(size), (backend, *chunk))
             if expires_at > bound
         )
 

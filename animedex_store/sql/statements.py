@@ -302,8 +302,10 @@ class Statements:
                 names = ("backend", *signatures)
                 statement = select(_rows.c.signature, _rows.c.expires_at, _rows.c.codec, _rows.c.payload).where(*among)
             elif name == "present_many":
+                # A keys row (and not one that ix_cache_rows_backend_expires_at covers, which SQLite
+                # would scan instead of looking the keys up).
                 names = ("backend", *signatures)
-                statement = select(_rows.c.signature, _rows.c.expires_at).where(*among)
+                statement = select(_rows.c.signature, _rows.c.expires_at, _payload_length).where(*among)
             else:
                 names = ("backend", *signatures)
                 statement = delete(_rows).where(*among)
@@ -311,7 +313,7 @@ class Statements:
         return compiled
 
     def present_many(self, size: int) -> Compiled:
-        """``(signature, expires_at)`` of the rows among ``size`` signatures of one backend.
+        """``(signature, expires_at, stored bytes)`` of the rows among ``size`` signatures of one backend.
 
         Values: backend, the ``size`` signatures; padded like :meth:`get_many`.
         """
