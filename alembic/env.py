@@ -6,7 +6,8 @@ Two ways in:
   transaction, and has already adopted any seed file;
 * from the ``alembic`` command in a checkout: this file resolves the URL
   (``-x url=`` > ``$ANIMEDEX_STORE_URL`` > ``sqlalchemy.url`` > default path),
-  takes the same lock and adopts seed files the same way.
+  and takes the same lock and adopts seed files the same way, through
+  ``animedex_store.migrations.opening.locked_and_adopted``.
 
 It does not call ``logging.config.fileConfig``: that would reset the logging
 of an application that migrates on open.
@@ -26,8 +27,7 @@ from alembic import context
 from animedex_store.core.defaults import default_cache_path
 from animedex_store.errors import StoreError, store_error
 from animedex_store.fastpath.targets import URL_ENV_VAR
-from animedex_store.migrations.adoption import adopt_legacy
-from animedex_store.migrations.lock import schema_lock
+from animedex_store.migrations.opening import locked_and_adopted
 from animedex_store.sql.engine import enable_wal, open_engine
 from animedex_store.sql.models import Base
 
@@ -121,13 +121,10 @@ def run_migrations_online() -> None:
     except StoreError as exc:  # a file or directory that cannot be created
         raise CommandError(str(exc)) from exc
     try:
-        with store.engine.connect() as connection:
-            # Read-only commands take no lock: SQLite's BEGIN IMMEDIATE writes page 1 of an empty file.
-            with schema_lock(connection, store.target) if writes else connection.begin():
-                adopt_legacy(connection, store.target, dry_run=not writes)
-                _configure(connection=connection)
-                with context.begin_transaction():
-                    context.run_migrations()
+        with store.engine.connect() as connection, locked_and_adopted(connection, store.target, writes=writes):
+            _configure(connection=connection)
+            with context.begin_transaction():
+                context.run_migrations()
         if writes:
             enable_wal(store)
     except (StoreError, DBAPIError) as exc:

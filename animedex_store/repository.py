@@ -28,24 +28,21 @@ from .core.validation import (
     check_payload,
     check_seconds,
     check_ttl,
-    decode_headers,
     encode_headers,
     renamed_argument,
 )
-from .fastpath.opening import Resolved, open_database, sqlite_database
+from .fastpath.opening import Resolved, open_database
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .migrations.revisions import HEAD_REVISION
 from .ops.eviction import SizeCap, check_max_bytes
 from .single_flight import Fetched, Flight, Key
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from pydantic import BaseModel
 
     from .core.stats import CacheStats
 
-__all__ = ["CacheRepository", "Clock", "epoch_seconds"]
+__all__ = ["CacheRepository", "Clock", "epoch_seconds", "repository_on"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 _EMPTY_HEADERS = b"{}"
@@ -133,19 +130,6 @@ class CacheRepository:
         self._cap = None if cap is None else SizeCap(cap)
         self._clock = clock
         self._flights = _FlightStore(self)
-
-    @classmethod
-    def _on_sqlite_connection(
-        cls, connection: sqlite3.Connection, target: str, *, clock: Clock | None = None
-    ) -> CacheRepository:
-        """A repository on an open ``sqlite3`` connection already at head (configured by
-        :func:`animedex_store.fastpath.sqlite_file.connect_memory` or ``connect``); closing the
-        repository closes it. The pytest plugin's per-test copies use this."""
-        repository = cls.__new__(cls)
-        repository._configure(clock, None, (), None)
-        repository._db, repository._sql = sqlite_database(connection, target)
-        repository.target = target
-        return repository
 
     # -- time ---------------------------------------------------------------
     def _now(self) -> int:
@@ -491,16 +475,12 @@ class CacheRepository:
         if row is None:
             return None
         payload, headers, fetched_at, expires_at, codec = row
-        stale = expires_at <= self._now()
-        if stale and not include_expired:
+        now = self._now()
+        if expires_at <= now and not include_expired:
             return None
-        return CachedResponse(
-            payload if not codec else decode(payload, codec, self.target, (backend, signature)),
-            decode_headers(headers),
-            _utc_or_none(fetched_at),
-            utc_datetime(expires_at),
-            stale,
-        )
+        if codec:
+            payload = decode(payload, codec, self.target, (backend, signature))
+        return CachedResponse.from_row(payload, headers, fetched_at, expires_at, now)
 
     def get_model(self, backend: str, signature: str, model_type: type[ModelT]) -> ModelT | None:
         """The stored model re-validated with ``model_type.model_validate_json``, or ``None``."""
@@ -549,6 +529,16 @@ class CacheRepository:
         return f"CacheRepository({self.target!r})"
 
 
+def repository_on(database: Database, *, clock: Clock | None = None) -> CacheRepository:
+    """A repository on a database already open at head (its connections and statements), with default
+    options; closing it closes them. The pytest plugin builds its per-test copies so; not public API."""
+    repository = CacheRepository.__new__(CacheRepository)
+    repository._configure(clock, None, (), None)
+    repository._db, repository._sql = database
+    repository.target = repository._db.target
+    return repository
+
+
 class _FlightStore:
     """The repository as :class:`~animedex_store.single_flight.FlightStore` sees it: one key's row
     and its claim in ``cache_locks``, nothing else."""
@@ -577,14 +567,7 @@ class _FlightStore:
         # Deleted (clear, purge) right after we wrote it: what a read just after our write returned.
         now = repository._now()
         blob = encode_headers({} if headers is None else headers, repository._redacted)
-        expires_at = now + ttl
-        return CachedResponse(
-            payload,
-            decode_headers(blob),
-            utc_datetime(now),
-            utc_datetime(expires_at),
-            expires_at <= now,
-        )
+        return CachedResponse.from_row(payload, blob, now, now + ttl, now)
 
     def claim(self, key: Key, holder: str, lease_ms: int) -> bool:
         # One atomic statement (two on MariaDB/MySQL, each atomic): a new claim, or a

@@ -24,8 +24,10 @@ from collections.abc import Iterator
 import pytest
 
 from .core.clock import FROZEN_AT, FrozenClock
+from .fastpath.opening import sqlite_database
 from .fastpath.sqlite_file import connect_memory
-from .repository import CacheRepository
+from .fastpath.targets import MEMORY_TARGET_NAME
+from .repository import CacheRepository, repository_on
 
 __all__ = ["FrozenClock", "FROZEN_AT", "TEST_URL_ENV_VAR", "frozen_clock", "cache_repository", "animedex_store_url"]
 
@@ -43,17 +45,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _template: sqlite3.Connection | None = None
-_MEMORY_TARGET = "sqlite:// (in memory)"
 
 
 def _template_database() -> sqlite3.Connection:
     """An in-memory database migrated to head once per process, by the real migrations."""
     global _template
     if _template is None:
-        template = connect_memory()
-        with CacheRepository("sqlite://") as migrated:
-            migrated._db.conn.backup(template)  # type: ignore[attr-defined]
-        _template = template
+        from .migrations.opening import migrated_memory_database  # SQLAlchemy and Alembic load here
+
+        _template = migrated_memory_database()
     return _template
 
 
@@ -61,7 +61,7 @@ def fresh_memory_repository(clock: FrozenClock) -> CacheRepository:
     """A repository on a new in-memory copy of the template; closing it drops the copy."""
     connection = connect_memory()
     _template_database().backup(connection)
-    return CacheRepository._on_sqlite_connection(connection, _MEMORY_TARGET, clock=clock)
+    return repository_on(sqlite_database(connection, MEMORY_TARGET_NAME), clock=clock)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from alembic import context, op
+from animedex_store.migrations.revisions import SCHEMA_VERSION_KEY, SEED_V1_SCHEMA_VERSION, SEED_V2_SCHEMA_VERSION
 from animedex_store.sql.coltypes import EpochSeconds, Payload
 
 revision = "0002"
@@ -36,8 +37,8 @@ def _existing() -> tuple[set[str], set[str]]:
 
 
 def _set_schema_version(value: str) -> None:
-    op.execute(cache_meta.delete().where(cache_meta.c.key == "schema_version"))
-    op.execute(cache_meta.insert().values(key="schema_version", value=value))
+    op.execute(cache_meta.delete().where(cache_meta.c.key == SCHEMA_VERSION_KEY))
+    op.execute(cache_meta.insert().values(key=SCHEMA_VERSION_KEY, value=value))
 
 
 def upgrade() -> None:
@@ -53,7 +54,7 @@ def upgrade() -> None:
         op.add_column("cache_rows", sa.Column("response_headers", PAYLOAD, nullable=True))
     if "fetched_at" not in columns:
         op.add_column("cache_rows", sa.Column("fetched_at", SECONDS, nullable=True))
-    _set_schema_version("2")
+    _set_schema_version(SEED_V2_SCHEMA_VERSION)
 
 
 def downgrade() -> None:
@@ -64,4 +65,4 @@ def downgrade() -> None:
         batch.drop_column("response_headers")
     # The seed's code reads schema_version to decide whether to add its v2
     # columns: it must say '1' again, or its next insert fails.
-    _set_schema_version("1")
+    _set_schema_version(SEED_V1_SCHEMA_VERSION)

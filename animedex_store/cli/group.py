@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import StoreError, driver_message
+from ..fastpath.sqlite_file import require_file
 from ..fastpath.targets import URL_ENV_VAR, resolve_target
 from ..repository import CacheRepository
 
@@ -159,9 +160,12 @@ def existing_cache(url: str | None) -> Iterator[tuple[str, CacheRepository | Non
     """``(target, repository)`` for ``url``; the repository is ``None`` when ``url`` names a SQLite
     file that does not exist, which is not created. Opening migrates to head, as any open does."""
     target = resolve_target(url)
-    if isinstance(target, Path) and not target.exists():
-        yield str(target), None
-        return
+    if isinstance(target, Path):
+        try:
+            require_file(target)
+        except FileNotFoundError:
+            yield str(target), None
+            return
     with CacheRepository(target) as repository:
         yield repository.target, repository
 

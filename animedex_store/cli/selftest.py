@@ -29,7 +29,7 @@ from ..fastpath.sqlite_file import remove_sqlite_file
 from ..fastpath.targets import resolve_target
 from ..migrations.revisions import HEAD_REVISION
 from ..repository import CacheRepository
-from ..sql.engine import mask_url
+from ..sql.engine import target_name
 
 __all__ = ["Check", "run_selftest", "SCRATCH_TIME"]
 
@@ -93,7 +93,7 @@ def run_selftest(target: str | os.PathLike[str] | URL | None = None) -> list[Che
 
 def _repository_checks(results: list[Check], target: str | os.PathLike[str] | URL) -> None:
     resolved = resolve_target(target)
-    label = mask_url(resolved) if isinstance(resolved, URL) else str(resolved)
+    label = target_name(resolved)
     clock = FrozenClock(SCRATCH_TIME)
     # Unique per run, so two selftests on one server database don't read each other's rows.
     run = uuid.uuid4().hex

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple, Optional
 
+from .clock import utc_datetime
+from .validation import decode_headers
+
 __all__ = ["CachedResponse", "StoredKey"]
 
 _new_tuple = tuple.__new__
@@ -39,6 +42,20 @@ class CachedResponse(tuple[bytes, dict[str, str], Optional[datetime]]):
         extras["expires_at"] = expires_at
         extras["is_stale"] = is_stale
         return self
+
+    @classmethod
+    def from_row(
+        cls, payload: bytes, headers: bytes | None, fetched_at: int | None, expires_at: int, now: int
+    ) -> CachedResponse:
+        """The response a row holds, as read at ``now``: ``headers`` as stored (JSON, ``None``
+        before v2) and the times in epoch seconds. ``payload`` is already decoded."""
+        return cls(
+            payload,
+            decode_headers(headers),
+            None if fetched_at is None else utc_datetime(fetched_at),
+            utc_datetime(expires_at),
+            expires_at <= now,
+        )
 
     @property
     def payload(self) -> bytes:

@@ -70,11 +70,9 @@ def sqlite_database(connection: sqlite3.Connection, target: str) -> Database:
 def _open_current_file(path: Path, timeout: float, head: str) -> Database | None:
     """``path`` opened with ``sqlite3`` if it exists and is at ``head``, else ``None``
     (nothing created or changed; the slow path then decides, under its lock)."""
-    if not path.exists():
-        return None
     try:
         connection = connect(path, timeout=timeout, create=False)
-    except sqlite3.Error:
+    except (FileNotFoundError, sqlite3.Error):
         return None
     try:
         at_head = read_revision(connection) == head

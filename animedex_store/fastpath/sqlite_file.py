@@ -29,7 +29,15 @@ from pathlib import Path
 from ..errors import ReadOnlyError, StoreError, sqlite_result_code
 from .uri import sqlite_file_uri
 
-__all__ = ["connect", "connect_memory", "configure", "create_private_file", "enable_wal", "remove_sqlite_file"]
+__all__ = [
+    "connect",
+    "connect_memory",
+    "configure",
+    "create_private_file",
+    "enable_wal",
+    "remove_sqlite_file",
+    "require_file",
+]
 
 #: SQLITE_BUSY, the primary result code of "database is locked".
 _SQLITE_BUSY = 5
@@ -52,8 +60,8 @@ def connect(path: Path, *, timeout: float, create: bool) -> sqlite3.Connection:
     """
     if create:
         create_private_file(path)
-    elif not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such SQLite file", str(path))
+    else:
+        require_file(path)
     database, uri = _database_name(path)
     connection = sqlite3.connect(database, uri=uri, check_same_thread=False)
     try:
@@ -62,6 +70,13 @@ def connect(path: Path, *, timeout: float, create: bool) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
+
+
+def require_file(path: Path) -> None:
+    """Raise :class:`FileNotFoundError` naming ``path`` when no file is there: how every caller
+    that must not create a SQLite file (reading, inspecting, ``migrate=False``) learns it is missing."""
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such SQLite file", str(path))
 
 
 def connect_memory() -> sqlite3.Connection:

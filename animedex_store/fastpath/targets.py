@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.engine import URL
 
-__all__ = ["Target", "URL_ENV_VAR", "DEFAULT_TIMEOUT_SECONDS", "resolve_target"]
+__all__ = ["Target", "URL_ENV_VAR", "DEFAULT_TIMEOUT_SECONDS", "MEMORY_TARGET_NAME", "resolve_target"]
 
 #: What a repository, ``copy`` or a command can be pointed at.
 Target = Union[str, "os.PathLike[str]", "URL", "Engine", None]
@@ -26,6 +26,8 @@ Target = Union[str, "os.PathLike[str]", "URL", "Engine", None]
 URL_ENV_VAR = "ANIMEDEX_STORE_URL"
 #: How long a write waits for another connection's lock before failing.
 DEFAULT_TIMEOUT_SECONDS = 30.0
+#: How messages name an in-memory SQLite database (``sqlite://``).
+MEMORY_TARGET_NAME = "sqlite:// (in memory)"
 #: ``sqlite:///`` + a path: the one URL spelling resolved without SQLAlchemy.
 _SQLITE_FILE_PREFIX = "sqlite:///"
 

@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select
 from sqlalchemy.engine import Inspector
 
 from ..errors import SchemaTooNewError, UnknownSchemaError
-from ..fastpath.opening import VERSION_TABLE
-from .revisions import HEAD_REVISION, script_directory
+from ..fastpath.opening import VERSION_TABLE, read_revision
+from ..sql.models import CacheMeta
+from .revisions import HEAD_REVISION, SCHEMA_VERSION_KEY, SEED_V2_SCHEMA_VERSION, script_directory
 
 __all__ = ["adopt_legacy", "current_revision", "SEED_V1_COLUMNS", "SEED_V2_COLUMNS", "OUR_TABLES"]
 
@@ -27,11 +28,12 @@ OUR_TABLES = frozenset({"cache_rows", "cache_meta", "cache_locks", VERSION_TABLE
 
 
 def current_revision(connection: Connection) -> str | None:
-    """The one revision in ``alembic_version``; ``None`` without the table or without exactly one row."""
+    """The one revision in ``alembic_version``; ``None`` without the table or without exactly one row.
+
+    Looks for the table first: on PostgreSQL a failed ``SELECT`` would abort the transaction."""
     if not inspect(connection).has_table(VERSION_TABLE):
         return None
-    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
-    return rows[0] if len(rows) == 1 else None
+    return read_revision(connection.connection)
 
 
 def adopt_legacy(connection: Connection, target: str, *, dry_run: bool = False) -> str | None:
@@ -102,8 +104,8 @@ def _seed_revision(connection: Connection, inspector: Inspector, tables: set[str
             target=target,
         )
     if columns == SEED_V1_COLUMNS | SEED_V2_COLUMNS and meta_columns is not None:
-        version = connection.execute(text("SELECT value FROM cache_meta WHERE key = 'schema_version'")).scalar()
-        if version == "2":
+        version = connection.execute(select(CacheMeta.value).where(CacheMeta.key == SCHEMA_VERSION_KEY)).scalar()
+        if version == SEED_V2_SCHEMA_VERSION:
             return "0002"
     # v1, or a v2 interrupted between its ALTERs or before writing schema_version:
     # 0002 adds only what is missing.

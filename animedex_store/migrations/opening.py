@@ -17,15 +17,19 @@ This is the only module that runs Alembic's upgrade, and only when the database 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL, make_url
 
 from ..core.connections import Database
 from ..errors import MigrationError, SchemaBehindError, StoreError, driver_message, store_error
 from ..fastpath import statements as sqlite_statements
 from ..fastpath.opening import read_revision
+from ..fastpath.sqlite_file import connect_memory
 from ..fastpath.targets import DEFAULT_TIMEOUT_SECONDS
 from ..sql.engine import StoreEngine, enable_wal, open_engine
 from ..sql.servers import connections_for
@@ -34,7 +38,14 @@ from .adoption import adopt_legacy, current_revision
 from .lock import schema_lock
 from .revisions import HEAD_REVISION, Progress, alembic_config
 
-__all__ = ["open_migrated", "open_store", "ensure_schema", "read_revision_fast"]
+__all__ = [
+    "open_migrated",
+    "open_store",
+    "ensure_schema",
+    "read_revision_fast",
+    "locked_and_adopted",
+    "migrated_memory_database",
+]
 
 
 def open_migrated(target: Path | URL | Engine, *, migrate: bool, timeout: float) -> Database:
@@ -101,6 +112,32 @@ def read_revision_fast(engine: Engine) -> str | None:
     return revision
 
 
+@contextlib.contextmanager
+def locked_and_adopted(connection: Connection, target: str, *, writes: bool) -> Iterator[str | None]:
+    """What must hold before any revision runs, whether a repository opens or the ``alembic`` command
+    runs: a transaction on ``connection`` holding the migration lock (:mod:`.lock`; only when it
+    ``writes``: SQLite's write lock alone writes to an empty file) and a seed file recognised and
+    stamped (:mod:`.adoption`; only classified when it does not write). Yields the revision stamped."""
+    with schema_lock(connection, target) if writes else connection.begin():
+        yield adopt_legacy(connection, target, dry_run=not writes)
+
+
+def migrated_memory_database() -> sqlite3.Connection:
+    """A new private in-memory SQLite database at head, built by the real migrations (the pytest
+    plugin copies one per test)."""
+    store = open_store(make_url("sqlite://"))
+    try:
+        raw = store.engine.raw_connection()
+        try:
+            built = connect_memory()
+            cast(sqlite3.Connection, raw.driver_connection).backup(built)
+        finally:
+            raw.close()
+    finally:
+        store.dispose()
+    return built
+
+
 def ensure_schema(engine: Engine, target: str, *, migrate: bool = True, progress: Progress | None = None) -> bool:
     """Make sure the database is at :data:`HEAD_REVISION`.
 
@@ -110,8 +147,7 @@ def ensure_schema(engine: Engine, target: str, *, migrate: bool = True, progress
     """
     if read_revision_fast(engine) == HEAD_REVISION:
         return False
-    with engine.connect() as connection, schema_lock(connection, target):
-        stamped = adopt_legacy(connection, target, dry_run=not migrate)
+    with engine.connect() as connection, locked_and_adopted(connection, target, writes=migrate) as stamped:
         current = current_revision(connection)
         if current == HEAD_REVISION:
             return False

@@ -17,10 +17,26 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
     from sqlalchemy import Connection
 
-__all__ = ["HEAD_REVISION", "Progress", "script_location", "alembic_config", "script_directory"]
+__all__ = [
+    "HEAD_REVISION",
+    "Progress",
+    "SCHEMA_VERSION_KEY",
+    "SEED_V1_SCHEMA_VERSION",
+    "SEED_V2_SCHEMA_VERSION",
+    "script_location",
+    "alembic_config",
+    "script_directory",
+]
 
 #: The newest revision in ``alembic/versions``; a test keeps it equal to Alembic's head.
 HEAD_REVISION = "0006"
+
+#: The ``cache_meta`` key the seed's own code reads to decide whether to add its v2 columns, and
+#: its values: revision ``0002`` writes ``'2'`` (kept while ``cache_rows`` has the seed's v2
+#: columns, so an old animedex opening the file works) and its downgrade ``'1'``; adoption reads it.
+SCHEMA_VERSION_KEY = "schema_version"
+SEED_V1_SCHEMA_VERSION = "1"
+SEED_V2_SCHEMA_VERSION = "2"
 
 
 def script_location() -> Path:

@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.validation import check_count
@@ -63,12 +62,13 @@ def copy_store(
     destination under the same key are replaced.
     """
     batch_size = check_count("batch_size", batch_size)
-    from sqlalchemy import case, func, select
+    from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from ..sql.engine import target_name
     from ..sql.models import CacheRow
     from ..sql.servers import connections_for
-    from ..sql.statements import VALUE_NAMES, Statements
+    from ..sql.statements import VALUE_NAMES, Statements, row_totals
 
     rows = CacheRow.__table__
     # The order Statements.upsert takes its values in. Payloads go as they are stored, with
@@ -78,16 +78,14 @@ def copy_store(
     now = int(time.time()) if now is None else now
     live = rows.c.expires_at > now
     if resolve_target(source) == resolve_target(destination):
-        raise ValueError(f"source and destination are the same database: {_name(source)}")
+        raise ValueError(f"source and destination are the same database: {target_name(resolve_target(source))}")
     with _opened(source) as src, _opened(destination) as dst:
         writer = connections_for(dst)
-        upsert = Statements(dst.engine.dialect).upsert
+        upsert = Statements.for_dialect(dst.engine.dialect).upsert
         copied = size = expired = 0
         try:
             with src.engine.connect() as connection:
-                total, expired = connection.execute(
-                    select(func.count(), func.coalesce(func.sum(case((live, 0), else_=1)), 0)).select_from(rows)
-                ).one()
+                total, expired, _bytes = connection.execute(row_totals(now)).one()
                 if not include_expired:
                     total -= expired
                 if on_start is not None:
@@ -106,18 +104,6 @@ def copy_store(
         finally:
             writer.close()
     return CopySummary(src.target, dst.target, copied, size, 0 if include_expired else int(expired), include_expired)
-
-
-def _name(target: Target) -> str:
-    """How messages name ``target``: its path, or its URL with the password masked."""
-    from sqlalchemy import Engine
-
-    from ..sql.engine import mask_url
-
-    resolved = resolve_target(target)
-    if isinstance(resolved, Path):
-        return str(resolved)
-    return mask_url(resolved.url if isinstance(resolved, Engine) else resolved)
 
 
 @contextlib.contextmanager

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, case, func, inspect, select
+from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import SchemaTooNewError, store_error
-from ..fastpath.targets import Target, resolve_target
+from ..fastpath.targets import Target
 from ..migrations.adoption import adopt_legacy
 from ..migrations.opening import read_revision_fast
 from ..migrations.revisions import HEAD_REVISION
 from ..sql.engine import open_engine
 from ..sql.models import CacheRow
+from ..sql.statements import row_totals
 
 __all__ = ["StoreInfo", "describe_store", "STATES"]
 
@@ -62,11 +62,11 @@ def describe_store(target: Target = None, *, now: int | None = None) -> StoreInf
 
     ``now`` (epoch seconds, default the system time) decides which rows count as expired.
     """
-    resolved = resolve_target(target)
-    if isinstance(resolved, Path) and not resolved.exists():
-        return StoreInfo(str(resolved), str(resolved), exists=False, state="missing", revision=None, head=HEAD_REVISION)
-    # The file exists, so open_engine creates nothing; it only sets per-connection pragmas.
-    store = open_engine(resolved)
+    try:
+        store = open_engine(target, create=False)  # sets per-connection pragmas; creates nothing
+    except FileNotFoundError as missing:
+        name = str(missing.filename)
+        return StoreInfo(name, name, exists=False, state="missing", revision=None, head=HEAD_REVISION)
     try:
         fast = read_revision_fast(store.engine)
         with store.engine.connect() as connection:
@@ -99,13 +99,5 @@ def _count_rows(connection: Connection, now: int) -> dict[str, int | None]:
     """Rows, expired rows (``expires_at <= now``) and payload bytes; all ``None`` without a table."""
     if not inspect(connection).has_table(CacheRow.__tablename__):
         return {"rows": None, "expired_rows": None, "payload_bytes": None}
-    rows = CacheRow.__table__.c
-    # Only seed-v1 columns, so a legacy or behind database can be counted too.
-    total, expired, size = connection.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(case((rows.expires_at <= now, 1), else_=0)), 0),
-            func.coalesce(func.sum(func.length(rows.payload)), 0),
-        )
-    ).one()
+    total, expired, size = connection.execute(row_totals(now)).one()
     return {"rows": int(total), "expired_rows": int(expired), "payload_bytes": int(size)}

@@ -10,7 +10,6 @@ get pre-ping pools.
 
 from __future__ import annotations
 
-import errno
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import driver_message
 from ..fastpath import sqlite_file
-from ..fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target, resolve_target
+from ..fastpath.targets import DEFAULT_TIMEOUT_SECONDS, MEMORY_TARGET_NAME, Target, resolve_target
 
-__all__ = ["StoreEngine", "open_engine", "mask_url", "enable_wal"]
+__all__ = ["StoreEngine", "open_engine", "mask_url", "target_name", "enable_wal"]
 
 #: Query parameters that carry a password, hidden like the URL's own.
 _PASSWORD_QUERY_KEYS = frozenset({"password", "passwd"})
@@ -61,6 +60,24 @@ def mask_url(url: str | URL) -> str:
     return shown
 
 
+def target_name(target: Path | URL | Engine) -> str:
+    """How messages name a resolved target: a SQLite file's path, ``sqlite:// (in memory)``, or the
+    URL with its password masked (an ``Engine``: its URL's)."""
+    if isinstance(target, Engine):
+        target = _engine_file(target) or target.url
+    if isinstance(target, Path):
+        return str(target)
+    if target.get_backend_name() == "sqlite" and target.database in (None, "", ":memory:"):
+        return MEMORY_TARGET_NAME
+    return mask_url(target)
+
+
+def _engine_file(engine: Engine) -> Path | None:
+    """The file of a SQLite ``Engine``; ``None`` for an in-memory one or a server."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    return Path(database) if database and database != ":memory:" else None
+
+
 def open_engine(
     target: Target,
     *,
@@ -78,12 +95,10 @@ def open_engine(
     if isinstance(target, Engine):
         if target.dialect.name == "sqlite":
             _install_sqlite_hooks(target, timeout)
-        database = target.url.database if target.dialect.name == "sqlite" else None
-        path = Path(database) if database and database != ":memory:" else None
-        return StoreEngine(target, str(path) if path else mask_url(target.url), path, owns_engine=False)
+        return StoreEngine(target, target_name(target), _engine_file(target), owns_engine=False)
     if isinstance(target, Path):
-        if not create and not target.exists():
-            raise FileNotFoundError(errno.ENOENT, "no such SQLite file", str(target))
+        if not create:
+            sqlite_file.require_file(target)
         return _file_engine(target, timeout)
     if target.get_backend_name() == "sqlite":
         return _memory_engine()
@@ -103,7 +118,7 @@ def _server_engine(url: URL) -> StoreEngine:
         engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, **options)
     except ArgumentError as exc:  # no dialect of that name (a missing driver is an ImportError)
         raise ValueError(f"{mask_url(url)}: {driver_message(exc)}") from exc
-    return StoreEngine(engine, mask_url(url), None, owns_engine=True)
+    return StoreEngine(engine, target_name(url), None, owns_engine=True)
 
 
 def _memory_engine() -> StoreEngine:
@@ -111,7 +126,7 @@ def _memory_engine() -> StoreEngine:
     # share one connection instead.
     engine = create_engine("sqlite://", poolclass=StaticPool, creator=sqlite_file.connect_memory)
     _take_transaction_control(engine)
-    return StoreEngine(engine, "sqlite:// (in memory)", None, owns_engine=True)
+    return StoreEngine(engine, MEMORY_TARGET_NAME, None, owns_engine=True)
 
 
 def _file_engine(path: Path, timeout: float) -> StoreEngine:
@@ -121,7 +136,7 @@ def _file_engine(path: Path, timeout: float) -> StoreEngine:
         creator=lambda: sqlite_file.connect(path, timeout=timeout, create=True),
     )
     _take_transaction_control(engine)
-    return StoreEngine(engine, str(path), path, owns_engine=True)
+    return StoreEngine(engine, target_name(path), path, owns_engine=True)
 
 
 def _install_sqlite_hooks(engine: Engine, timeout: float) -> None:

@@ -15,14 +15,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ..core.validation import KEY_MAX_LENGTH
 from .coltypes import EpochMillis, EpochSeconds, ExactKey, Payload
 
-__all__ = ["Base", "CacheRow", "CacheMeta", "CacheLock", "KEY_MAX_LENGTH", "HOLDER_MAX_LENGTH", "SCHEMA_VERSION"]
+__all__ = ["Base", "CacheRow", "CacheMeta", "CacheLock", "KEY_MAX_LENGTH", "HOLDER_MAX_LENGTH"]
 
 #: Longest ``cache_locks.holder``: a claim's random token (32 hex digits today).
 HOLDER_MAX_LENGTH = 64
-
-#: Value kept in ``cache_meta.schema_version`` so the seed's own code, opening a
-#: file we migrated, sees its v2 columns and does not try to add them again.
-SCHEMA_VERSION = "2"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -74,7 +70,8 @@ class CacheRow(Base):
 
 
 class CacheMeta(Base):
-    """Key/value facts about the file; holds ``schema_version`` for the seed's code."""
+    """Key/value facts about the file; holds ``schema_version`` for the seed's code
+    (:data:`animedex_store.migrations.revisions.SEED_V2_SCHEMA_VERSION`)."""
 
     __tablename__ = "cache_meta"
 

@@ -26,7 +26,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Dialect,
-    Select,
     Table,
     and_,
     bindparam,
@@ -39,7 +38,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
@@ -204,7 +203,7 @@ def _keys_page(page: KeyPage) -> ClauseElement:
     )
 
 
-def row_totals(now: int) -> Select[tuple[int, int, int]]:
+def row_totals(now: int) -> Executable:
     """Rows, expired rows (``expires_at <= now``) and payload bytes stored, over every backend, as one
     ``SELECT``. Only seed-v1 columns: ``animedex-store info`` counts a seed's or a behind database too."""
     return select(
