@@ -1,7 +1,8 @@
 """animedex-store: a SQLAlchemy 2 + Alembic TTL cache for API responses.
 
-Importing it loads the standard library only (SPEC §8); ``BackendStats`` and
-``CacheStats`` are imported from :mod:`animedex_store.results` on first use.
+Importing it loads the standard library only (README, "Start-up: what loads when";
+``tests/test_light_imports.py``); ``BackendStats`` and ``CacheStats`` are imported from
+:mod:`animedex_store.core.stats` on first use.
 """
 
 from __future__ import annotations

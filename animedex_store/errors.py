@@ -79,7 +79,16 @@ class SchemaBehindError(StoreError):
 
 
 class MigrationError(StoreError):
-    """A migration failed and was rolled back; the data is as it was before."""
+    """Bringing the schema to this package's head revision failed; the message says which case:
+
+    * SQLite and PostgreSQL: the migration ran in one transaction, which was rolled
+      back, so the schema and the data are as they were before;
+    * MariaDB/MySQL: each DDL statement commits on its own, so a migration that stopped
+      part way keeps the steps it finished (every revision is written to be run again)
+      and the next open resumes it; no row is lost;
+    * timed out waiting for another process's migration (MariaDB/MySQL ``GET_LOCK``):
+      this process changed nothing.
+    """
 
 
 class FetchTimeoutError(StoreError):

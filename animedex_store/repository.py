@@ -87,7 +87,7 @@ class CacheRepository:
 
     ``max_bytes`` caps the total payload size: a write that takes it over
     evicts expired rows first, then the rows closest to expiry (see
-    :mod:`animedex_store.eviction` for how the cost stays bounded).
+    :mod:`animedex_store.ops.eviction` for how the cost stays bounded).
 
     ``redact_headers`` names response headers (case-insensitive, e.g.
     ``{"Authorization", "Set-Cookie"}``) that ``set_with_meta`` drops before

@@ -47,7 +47,8 @@ from .errors import FetchTimeoutError, StoreError
 __all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "Flight", "FlightStore", "Key"]
 
 #: What ``fetch()`` returns: the payload, or the payload and its response headers.
-#: ``Union``, not ``|``: a module-level alias is evaluated at import, and SPEC §9 asks for Python 3.9.
+#: ``Union``, not ``|``: a module-level alias is evaluated at import, and the package runs on Python 3.9
+#: (README, "Supported Pythons and platforms").
 Fetched = Union[bytes, bytearray, memoryview, tuple[bytes, Mapping[str, str]]]  # noqa: UP007
 #: ``(backend, signature)``.
 Key = tuple[str, str]

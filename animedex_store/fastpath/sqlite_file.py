@@ -1,7 +1,7 @@
 """The one place that opens and configures a ``sqlite3`` connection, on the standard library alone.
 
-The fast path (:mod:`animedex_store.opening`) uses :func:`connect` directly;
-the SQLAlchemy engines of :mod:`animedex_store.engine` use it through
+The fast path (:mod:`animedex_store.fastpath.opening`) uses :func:`connect` directly;
+the SQLAlchemy engines of :mod:`animedex_store.sql.engine` use it through
 ``create_engine(..., creator=...)``, and a caller's own SQLite ``Engine`` gets
 :func:`configure` from a connect hook. So every SQLite connection we run on has
 the same settings:
