@@ -12,7 +12,8 @@ from alembic_runner import migrate_file
 from rowdump import dump_rows, plain_engine, row_count
 from sqlalchemy import Engine, inspect
 
-from animedex_store import CacheRepository, StoreError, repository
+from animedex_store import CacheRepository, StoreError
+from animedex_store.rules import operations
 from animedex_store.sql.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
@@ -195,7 +196,7 @@ def test_purge_removes_every_expired_row_whatever_the_batch(
     batch: int,
     expired: int,
 ) -> None:
-    monkeypatch.setattr(repository, "PURGE_BATCH", batch)
+    monkeypatch.setattr(operations, "PURGE_BATCH", batch)
     repo.set_many("b", {f"old{number}": b"x" for number in range(expired)}, ttl_seconds=10)
     repo.set_many("b", {f"new{number}": b"y" for number in range(5)}, ttl_seconds=100)
     frozen_clock.advance(10)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, update
 
 from animedex_store import CacheRepository, StoreError
 from animedex_store.core.stats import BackendStats, CachedResponse, CacheStats
-from animedex_store.ops import eviction
+from animedex_store.rules import size_cap as eviction
 from animedex_store.sql.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 

@@ -13,6 +13,7 @@ import psycopg
 import pymysql
 import pytest
 
+from animedex_store.core.blocking import run_blocking
 from animedex_store.errors import ConnectionFailedError, DatabaseLockedError
 from animedex_store.sql.engine import open_engine
 from animedex_store.sql.servers import DEADLOCK_ATTEMPTS, PooledConnections
@@ -57,7 +58,7 @@ def failing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_deadlock_victim_runs_again(failing: Failing) -> None:
     pooled, failures, tries, deadlock = failing
     failures.extend([deadlock] * (DEADLOCK_ATTEMPTS - 1))
-    assert pooled.execute(STATEMENT, ()) == 1
+    assert run_blocking(pooled.execute(STATEMENT, ())) == 1
     assert len(tries) == DEADLOCK_ATTEMPTS
 
 
@@ -65,7 +66,7 @@ def test_deadlocking_every_time_ends_in_a_clear_error(failing: Failing) -> None:
     pooled, failures, tries, deadlock = failing
     failures.extend([deadlock] * DEADLOCK_ATTEMPTS)
     with pytest.raises(DatabaseLockedError, match=r"u:\*\*\*@127.0.0.1:9/db.*deadlocking.*nothing was written"):
-        pooled.execute(STATEMENT, ())
+        run_blocking(pooled.execute(STATEMENT, ()))
     assert len(tries) == DEADLOCK_ATTEMPTS
 
 
@@ -78,5 +79,5 @@ def test_other_errors_are_not_retried(failing: Failing) -> None:
     )
     failures.append(other)
     with pytest.raises(ConnectionFailedError):
-        pooled.fetchone(STATEMENT, ())
+        run_blocking(pooled.fetchone(STATEMENT, ()))
     assert len(tries) == 1

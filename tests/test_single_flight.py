@@ -31,10 +31,11 @@ from sqlalchemy import Engine, insert, select
 
 from animedex_store import CacheRepository, cli
 from animedex_store import sqlite as cache_module
+from animedex_store.core.blocking import run_blocking
 from animedex_store.core.clock import epoch_millis
 from animedex_store.core.stats import CachedResponse
 from animedex_store.errors import FetchTimeoutError, StoreError
-from animedex_store.single_flight import LAST_POLL_SECONDS
+from animedex_store.rules.flight import LAST_POLL_SECONDS
 from animedex_store.sql.models import KEY_MAX_LENGTH, CacheLock
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
@@ -217,16 +218,16 @@ class _CountingClaims:
     def __getattr__(self, name: str) -> Any:  # reads, close
         return getattr(self._db, name)
 
-    def execute(self, statement: Any, values: Any) -> int:
+    async def execute(self, statement: Any, values: Any) -> int:
         self.attempts += statement is self._claim
-        return self._db.execute(statement, values)
+        return await self._db.execute(statement, values)
 
 
 def test_a_waiter_polls_with_a_backoff_not_a_busy_loop(
     repo: CacheRepository, frozen_clock: FrozenClock, database: Engine
 ) -> None:
     hold_claim(database, "anilist", "k", lease_until_ms=now_ms(frozen_clock) + 60_000)
-    counting = repo._db = _CountingClaims(repo._db, repo._sql.claim)
+    counting = repo._ops.db = _CountingClaims(repo._ops.db, repo._sql.claim)
     with pytest.raises(FetchTimeoutError):
         repo.get_or_fetch("anilist", "k", must_not_fetch, ttl_seconds=60, wait_seconds=0.4)
     # Pauses of 10, 20, 40, 80 and 160 ms, then the ~90 ms left: 7 looks (a busy loop: thousands).
@@ -270,9 +271,10 @@ def test_a_holder_whose_lease_ended_does_not_release_its_successors_claim(
         # Our lease ends while we fetch, and another caller takes the key over.
         frozen_clock.advance(3)
         now = now_ms(frozen_clock)
-        assert repo._db.execute(repo._sql.claim, ("anilist", "k", "successor", now + 5_000, now)) == 1 or (
+        claim = ("anilist", "k", "successor", now + 5_000, now)
+        assert run_blocking(repo._db.execute(repo._sql.claim, claim)) == 1 or (
             repo._sql.claim_takeover is not None
-            and repo._db.execute(repo._sql.claim_takeover, ("anilist", "k", "successor", now + 5_000, now)) == 1
+            and run_blocking(repo._db.execute(repo._sql.claim_takeover, claim)) == 1
         )
         return b"late"
 

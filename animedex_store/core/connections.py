@@ -1,7 +1,13 @@
 """How a repository reaches its database for each call: the interface every engine implements.
 
-The SQLite implementation lives in :mod:`animedex_store.fastpath.connection`, the
-server ones in :mod:`animedex_store.sql.servers`.
+Each method is a coroutine, because every operation is written once and awaits
+them (:mod:`animedex_store.rules.operations`). The blocking implementations,
+which :class:`~animedex_store.CacheRepository` runs on, never suspend: the SQLite
+one in :mod:`animedex_store.fastpath.connection`, the server ones in
+:mod:`animedex_store.sql.servers`. The asynchronous ones, under
+:class:`~animedex_store.AsyncCacheRepository`, await a thread of their own or a
+native async driver: :mod:`animedex_store.fastpath.async_connection`,
+:mod:`animedex_store.sql.async_servers`.
 """
 
 from __future__ import annotations
@@ -12,39 +18,45 @@ from typing import Any, NoReturn
 from ..errors import StoreError
 from .compiled import Compiled, StatementSet
 
-__all__ = ["Connections", "ClosedConnections", "Database"]
+__all__ = ["Connections", "BlockingConnections", "ClosedConnections", "Database"]
 
 
 class Connections:
-    """Run compiled statements: ``fetchone``/``fetchall`` read, ``execute``/``executemany`` commit.
+    """Run compiled statements: ``fetchone``/``fetchall`` read, ``execute``/``executemany`` commit
+    (a batch in one transaction: all of it or none).
 
     ``target`` names the database in messages (file path, or URL with the password masked).
     """
 
     target: str
 
-    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         raise NotImplementedError
 
-    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
         raise NotImplementedError
 
-    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+    async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
         raise NotImplementedError
 
-    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+    async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
         raise NotImplementedError
 
-    def vacuum(self) -> int | None:
+    async def vacuum(self) -> int | None:
         """Give deleted rows' space back: bytes reclaimed, or ``None`` where the engine cannot tell."""
         raise NotImplementedError
+
+
+class BlockingConnections(Connections):
+    """Connections whose coroutines never suspend: each runs its driver call to the end on the
+    calling thread (:func:`animedex_store.core.blocking.run_blocking` takes the result)."""
 
     def close(self) -> None:
         """Release the connection(s) and whatever was opened for them (an engine we created)."""
         raise NotImplementedError
 
 
-class ClosedConnections(Connections):
+class ClosedConnections(BlockingConnections):
     """What a closed repository holds: every call raises a clear error."""
 
     def __init__(self, target: str) -> None:
@@ -53,26 +65,26 @@ class ClosedConnections(Connections):
     def _refuse(self) -> NoReturn:
         raise StoreError(f"the repository on {self.target} is closed", target=self.target)
 
-    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         self._refuse()
 
-    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
         self._refuse()
 
-    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+    async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
         self._refuse()
 
-    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+    async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
         self._refuse()
 
-    def vacuum(self) -> int | None:
+    async def vacuum(self) -> int | None:
         self._refuse()
 
     def close(self) -> None:
         pass
 
 
-#: What a repository runs on: its connections, and its statements compiled for them (the
+#: What a blocking repository runs on: its connections, and its statements compiled for them (the
 #: frozen module :mod:`animedex_store.fastpath.statements`, or a
 #: :class:`animedex_store.sql.statements.Statements`).
-Database = tuple[Connections, StatementSet]
+Database = tuple[BlockingConnections, StatementSet]

@@ -1,7 +1,11 @@
 """SQLite's side of :class:`~animedex_store.core.connections.Connections`: one ``sqlite3`` connection.
 
 One DB-API connection held for the repository's life, guarded by a lock (as the
-seed did): no pool checkout per call. Standard library only.
+seed did): no pool checkout per call. Standard library only. The driver calls
+are plain methods (``read_one``, ``write``, ...): the blocking coroutines of
+:class:`SharedSqliteConnection` run them on the caller's thread, and
+:mod:`animedex_store.fastpath.async_connection` runs the same ones inline or on
+a thread of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from ..core.compiled import Compiled
-from ..core.connections import Connections
+from ..core.connections import BlockingConnections
 from ..errors import store_error
 
 __all__ = ["SharedSqliteConnection"]
@@ -22,7 +26,7 @@ _VACUUM = Compiled("VACUUM", tuple)
 _CHECKPOINT = Compiled("PRAGMA wal_checkpoint(TRUNCATE)", tuple)
 
 
-class SharedSqliteConnection(Connections):
+class SharedSqliteConnection(BlockingConnections):
     """One ``sqlite3`` connection in autocommit mode plus the lock guarding it.
 
     ``release`` runs on :meth:`close`: closing the connection on the fast path,
@@ -35,7 +39,8 @@ class SharedSqliteConnection(Connections):
         self.lock = threading.Lock()
         self._release = release
 
-    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+    # -- the driver calls, on the calling thread ------------------------------------------------
+    def read_one(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         with self.lock:
             try:
                 row: Sequence[Any] | None = self.conn.execute(statement.sql, statement.bind(values)).fetchone()
@@ -43,14 +48,14 @@ class SharedSqliteConnection(Connections):
             except sqlite3.Error as exc:
                 raise store_error(exc, self.target) from exc
 
-    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+    def read_all(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
         with self.lock:
             try:
                 return self.conn.execute(statement.sql, statement.bind(values)).fetchall()
             except sqlite3.Error as exc:
                 raise store_error(exc, self.target) from exc
 
-    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+    def write(self, statement: Compiled, values: Sequence[Any]) -> int:
         # Autocommit: a single statement is its own transaction.
         with self.lock:
             try:
@@ -58,7 +63,7 @@ class SharedSqliteConnection(Connections):
             except sqlite3.Error as exc:
                 raise store_error(exc, self.target) from exc
 
-    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+    def write_many(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
         # Rows already in the statement's order go to the driver as they are.
         parameters = rows if statement.bind is tuple else [statement.bind(row) for row in rows]
         with self.lock:
@@ -74,18 +79,34 @@ class SharedSqliteConnection(Connections):
             except sqlite3.Error as exc:
                 raise store_error(exc, self.target) from exc
 
-    def vacuum(self) -> int:
+    def compact(self) -> int:
         """``VACUUM`` rewrites the file without its free pages, then ``wal_checkpoint(TRUNCATE)``
         empties the write-ahead log the rewrite went through; returns the bytes the file shrank by.
         On this connection: an in-memory database exists only there."""
         before = self._size()
-        self.execute(_VACUUM, ())
-        self.fetchone(_CHECKPOINT, ())
+        self.write(_VACUUM, ())
+        self.read_one(_CHECKPOINT, ())
         return max(before - self._size(), 0)
 
     def _size(self) -> int:
-        row = self.fetchone(_SIZE, ())
+        row = self.read_one(_SIZE, ())
         return int(row[0]) if row is not None else 0
+
+    # -- Connections: each coroutine runs its call to the end, never suspending ------------------
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        return self.read_one(statement, values)
+
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        return self.read_all(statement, values)
+
+    async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+        return self.write(statement, values)
+
+    async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+        return self.write_many(statement, rows)
+
+    async def vacuum(self) -> int:
+        return self.compact()
 
     def close(self) -> None:
         with self.lock:

@@ -66,6 +66,10 @@ claim = Compiled(
     "INSERT INTO cache_locks (backend, signature, holder, lease_until) VALUES (?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until WHERE cache_locks.lease_until <= ?",
     tuple,
 )
+renew = Compiled(
+    "UPDATE cache_locks SET lease_until=? WHERE cache_locks.backend = ? AND cache_locks.signature = ? AND cache_locks.holder = ?",
+    InOrder(3, 0, 1, 2),
+)
 release = Compiled(
     "DELETE FROM cache_locks WHERE cache_locks.backend = ? AND cache_locks.signature = ? AND cache_locks.holder = ?",
     tuple,

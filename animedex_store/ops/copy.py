@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..core.blocking import run_blocking
 from ..core.validation import check_count
 from ..errors import store_error
 from ..fastpath.targets import Target, resolve_target
@@ -94,7 +95,7 @@ def copy_store(
                 result = connection.execution_options(yield_per=batch_size).execute(query)
                 for batch in result.partitions():
                     values = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in batch]
-                    writer.executemany(upsert, values)
+                    run_blocking(writer.executemany(upsert, values))
                     copied += len(values)
                     size += sum(len(row[payload]) for row in values)
                     if on_batch is not None:

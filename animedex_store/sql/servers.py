@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..core.compiled import Compiled
-from ..core.connections import Connections
+from ..core.connections import BlockingConnections
 from ..errors import StoreError, UnstorableValueError, is_deadlock, store_error
 from ..fastpath.connection import SharedSqliteConnection
 from .engine import StoreEngine
@@ -38,7 +38,7 @@ _SMALLEST_PACKET_LIMIT = 1024
 DEADLOCK_ATTEMPTS = 5
 
 
-class PooledConnections(Connections):
+class PooledConnections(BlockingConnections):
     """A pooled DB-API connection per call; writes commit, reads roll back on return."""
 
     def __init__(self, store: StoreEngine) -> None:
@@ -113,23 +113,24 @@ class PooledConnections(Connections):
         finally:
             raw.close()
 
-    def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+    # Connections: each coroutine runs its call to the end on the calling thread, never suspending.
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         row: Sequence[Any] | None = self._run(statement, values, many=False, commit=False, fetch="one")
         return row
 
-    def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
         rows: list[Sequence[Any]] = self._run(statement, values, many=False, commit=False, fetch="all")
         return rows
 
-    def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+    async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
         count: int = self._run(statement, values, many=False, commit=True, fetch=None)
         return count
 
-    def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+    async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
         count: int = self._run(statement, rows, many=True, commit=True, fetch=None)
         return count
 
-    def vacuum(self) -> int | None:
+    async def vacuum(self) -> int | None:
         """PostgreSQL: ``VACUUM FULL cache_rows`` rewrites the table (plain ``VACUUM`` only marks
         space reusable, it rarely returns any); it holds an exclusive lock on the table while it
         runs and cannot run inside a transaction, so it gets an autocommit connection. Returns the
@@ -262,7 +263,7 @@ def _optimize_mysql(connection: Connection, target: str) -> None:
             raise StoreError(f"OPTIMIZE TABLE failed on {target}: {message}", target=target)
 
 
-def connections_for(store: StoreEngine) -> Connections:
+def connections_for(store: StoreEngine) -> BlockingConnections:
     """The right strategy for ``store``'s engine; closing it also disposes an engine we created."""
     if store.is_sqlite:
         pooled = store.engine.raw_connection()

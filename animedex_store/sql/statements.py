@@ -399,6 +399,18 @@ class Statements:
         return _compile(_take_over(), self._dialect, _CLAIM_NAMES)
 
     @cached_property
+    def renew(self) -> Compiled:
+        """Extend a claim (values: backend, signature, holder, lease_until): only its holder's; rowcount 1
+        while it is still the holder's (rows matched: MariaDB/MySQL connect with ``CLIENT_FOUND_ROWS``)."""
+        return _compile(
+            update(_locks)
+            .where(*_lock_key_matches, _locks.c.holder == bindparam("holder"))
+            .values(lease_until=bindparam("lease_until")),
+            self._dialect,
+            ("backend", "signature", "holder", "lease_until"),
+        )
+
+    @cached_property
     def release(self) -> Compiled:
         """Give a claim up (values: backend, signature, holder): only its holder's, never a successor's."""
         return _compile(

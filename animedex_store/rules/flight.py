@@ -9,26 +9,33 @@ read followed by a write, so of any number of callers exactly one holds a
 key's claim at a time.
 
 * A live row is returned at once, exactly as ``get_with_meta`` returns it: no
-  claim, no write, one read. That part lives in
-  :meth:`CacheRepository.get_or_fetch` itself, which checks the arguments and
-  calls :class:`Flight` only when the row is missing or expired: a hit then
-  costs what ``get_with_meta`` costs.
+  claim, no write, one read. That part lives in the operation itself
+  (:meth:`animedex_store.rules.operations.Operations.get_or_fetch`), which checks
+  the arguments and runs a :class:`Flight` only when the row is missing or
+  expired: a hit then costs what ``get_with_meta`` costs.
 * The holder reads the row again (a previous holder may have stored it just
   before releasing), calls ``fetch()``, stores the result and releases the
   claim. A ``fetch()`` that raises releases the claim too, so the next caller
   fetches at once.
+* While ``fetch()`` runs, the holder renews its lease every third of it
+  (from a thread, or a task on the event loop): a fetch slower than
+  ``lease_seconds`` is still fetched once. A holder that died stops renewing,
+  and its claim is taken over once the lease ends.
 * Everyone else waits: it polls the row with a backoff (10 ms doubling to
   250 ms), tries to take the claim over at each poll (which succeeds only once
   the lease has ended, e.g. its holder died) and gives up with
   :class:`FetchTimeoutError` after ``wait_seconds`` of real time (a monotonic
   clock: a frozen or skewed repository clock cannot make a caller wait forever).
+  (Coroutines of one process asking :class:`~animedex_store.AsyncCacheRepository`
+  for one key share a single flight before any of this: only one of them polls.)
 
 Every statement is its own short transaction: no database lock or transaction
 is held while ``fetch()`` runs or while a caller waits, so other keys, reads
 and writes never wait for a fetch.
 
-This module knows nothing of the repository: :meth:`CacheRepository.get_or_fetch`
-hands a flight a :class:`FlightStore`, the four things it needs of the store.
+This module knows nothing of the repository: the operations hand a flight a
+:class:`FlightStore`, the things it needs of the store, and a
+:class:`~animedex_store.rules.runtime.Runtime` to wait and fetch with.
 """
 
 from __future__ import annotations
@@ -38,11 +45,12 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol, Union
+from typing import Any, Protocol, Union
 
-from .core.response import CachedResponse
-from .core.validation import check_payload
-from .errors import FetchTimeoutError, StoreError
+from ..core.response import CachedResponse
+from ..core.validation import check_payload
+from ..errors import FetchTimeoutError, StoreError
+from .runtime import Runtime
 
 __all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "Flight", "FlightStore", "Key"]
 
@@ -66,35 +74,41 @@ class FlightStore(Protocol):
     def target(self) -> str:
         """The database, as messages name it."""
 
-    def read(self, key: Key) -> CachedResponse | None:
+    async def read(self, key: Key) -> CachedResponse | None:
         """The stored row, live or expired (``is_stale``); ``None`` when there is none."""
 
-    def write(self, key: Key, payload: bytes, headers: Mapping[str, str] | None, ttl: int) -> CachedResponse:
+    async def write(self, key: Key, payload: bytes, headers: Mapping[str, str] | None, ttl: int) -> CachedResponse:
         """Store ``payload`` (``headers=None``: as ``set`` does) and return the row as a read now would."""
 
-    def claim(self, key: Key, holder: str, lease_ms: int) -> bool:
+    async def claim(self, key: Key, holder: str, lease_ms: int) -> bool:
         """Claim ``key`` for ``holder`` for ``lease_ms``, or take over a claim whose lease has ended;
         ``False`` while another caller's lease runs. Atomic."""
 
-    def release(self, key: Key, holder: str) -> None:
+    async def renew(self, key: Key, holder: str, lease_ms: int) -> bool:
+        """Extend ``holder``'s claim on ``key`` to ``lease_ms`` from now; ``False`` if it is not
+        ``holder``'s any more (taken over after its lease ended)."""
+
+    async def release(self, key: Key, holder: str) -> None:
         """Give up ``holder``'s claim on ``key``; a successor's claim is left alone."""
 
 
 class Flight:
     """One ``get_or_fetch`` call's way to a row it did not find live: claim and fetch, or wait for
-    the holder. :meth:`CacheRepository.get_or_fetch` checks every argument, then calls :meth:`run`."""
+    the holder. The operation checks every argument, then awaits :meth:`run`."""
 
     def __init__(
         self,
         store: FlightStore,
+        runtime: Runtime,
         key: Key,
-        fetch: Callable[[], Fetched],
+        fetch: Callable[[], Any],
         *,
         ttl: int,
         serve_stale: bool,
         lease_seconds: float,
     ) -> None:
         self.store = store
+        self.runtime = runtime
         self.key = key
         self.fetch = fetch
         self.ttl = ttl
@@ -106,53 +120,57 @@ class Flight:
         # this module loads with every repository, and start-up is paid on every CLI call.
         self.holder = os.urandom(16).hex()
 
-    def run(self, wait: float, stale: CachedResponse | None) -> CachedResponse:
+    async def run(self, wait: float, stale: CachedResponse | None) -> CachedResponse:
         """Fetch, or wait up to ``wait`` seconds for another caller's fetch; ``stale``: the expired
         row the first read found, or ``None``."""
         deadline = time.monotonic() + wait
         pause = FIRST_POLL_SECONDS
         while True:
-            if self.store.claim(self.key, self.holder, self.lease_ms):
-                return self._fetch_and_store(stale)
+            if await self.store.claim(self.key, self.holder, self.lease_ms):
+                return await self._fetch_and_store(stale)
             if self.serve_stale and stale is not None:
                 return stale  # another caller is refreshing it
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._timed_out(wait)
-            time.sleep(min(pause, remaining))
+            await self.runtime.sleep(min(pause, remaining))
             pause = min(pause * 2, LAST_POLL_SECONDS)
-            found = self.store.read(self.key)
+            found = await self.store.read(self.key)
             if found is not None:
                 if not found.is_stale:
                     return found  # the holder stored it
                 stale = found
 
-    def _fetch_and_store(self, stale: CachedResponse | None) -> CachedResponse:
+    async def _fetch_and_store(self, stale: CachedResponse | None) -> CachedResponse:
         try:
-            result = self._holding(stale)
+            result = await self._holding(stale)
         except BaseException:
-            # The caller hears about the first failure; an unreleased claim only waits out its lease.
+            # The caller hears about the first failure (a cancellation too); an unreleased claim only
+            # waits out its lease.
             with contextlib.suppress(StoreError):
-                self.store.release(self.key, self.holder)
+                await self.store.release(self.key, self.holder)
             raise
-        self.store.release(self.key, self.holder)
+        await self.store.release(self.key, self.holder)
         return result
 
-    def _holding(self, stale: CachedResponse | None) -> CachedResponse:
+    async def _holding(self, stale: CachedResponse | None) -> CachedResponse:
         # The previous holder may have stored the row between our first look and our claim.
-        found = self.store.read(self.key)
+        found = await self.store.read(self.key)
         if found is not None:
             if not found.is_stale:
                 return found
             stale = found
         try:
-            fetched = self.fetch()
+            fetched = await self.runtime.fetch(self.fetch, self._renew, self.lease_ms / 3000)
         except Exception:
             if self.serve_stale and stale is not None:
                 return stale
             raise
         payload, headers = _split(fetched)
-        return self.store.write(self.key, payload, headers, self.ttl)
+        return await self.store.write(self.key, payload, headers, self.ttl)
+
+    async def _renew(self) -> bool:
+        return await self.store.renew(self.key, self.holder, self.lease_ms)
 
     def _timed_out(self, wait: float) -> FetchTimeoutError:
         backend, signature = self.key

@@ -15,7 +15,6 @@ cap written, never on every write.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from ..core.validation import check_count
@@ -23,6 +22,7 @@ from ..core.validation import check_count
 if TYPE_CHECKING:
     from ..core.compiled import StatementSet
     from ..core.connections import Connections
+    from .runtime import Lock
 
 __all__ = ["SizeCap", "EVICT_TO_FRACTION", "EVICTION_BATCH", "check_max_bytes"]
 
@@ -40,45 +40,45 @@ def check_max_bytes(max_bytes: object) -> int | None:
 class SizeCap:
     """Tracks one repository's view of the payload total and evicts when it passes ``max_bytes``."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, lock: Lock) -> None:
         self.max_bytes = max_bytes
         self._total: int | None = None  # None: unknown, count before trusting it
-        self._lock = threading.Lock()
+        self._lock = lock  # the runtime's: held across awaits
 
     def check_fits(self, size: int) -> None:
         """Refuse, before anything is written, a payload that could never fit under the cap."""
         if size > self.max_bytes:
             raise ValueError(f"payload is {size} bytes, larger than max_bytes={self.max_bytes}")
 
-    def previous_size(self, db: Connections, sql: StatementSet, backend: str, signature: str) -> int:
+    async def previous_size(self, db: Connections, sql: StatementSet, backend: str, signature: str) -> int:
         """Bytes the row ``(backend, signature)`` holds now (0 when missing): what an overwrite frees."""
-        row = db.fetchone(sql.payload_size, (backend, signature))
+        row = await db.fetchone(sql.payload_size, (backend, signature))
         return 0 if row is None else int(row[0])
 
-    def grew(self, db: Connections, sql: StatementSet, delta: int, written: tuple[str, str]) -> None:
+    async def grew(self, db: Connections, sql: StatementSet, delta: int, written: tuple[str, str]) -> None:
         """Account for a committed write of the key ``written`` that changed the total by ``delta``.
 
         Over the cap, evict; the row just written is kept, so a ``get`` right
         after a ``set`` finds it. If counting or evicting fails, the error
         propagates, but the write itself has already committed.
         """
-        with self._lock:
+        async with self._lock:
             try:
-                self._total = _count(db, sql) if self._total is None else self._total + delta
+                self._total = await _count(db, sql) if self._total is None else self._total + delta
                 if self._total > self.max_bytes:
-                    self._total = self._evict(db, sql, written)
+                    self._total = await self._evict(db, sql, written)
             except BaseException:
                 self._total = None  # a failed count or eviction leaves the total unknown: count again next time
                 raise
 
-    def _evict(self, db: Connections, sql: StatementSet, keep: tuple[str, str]) -> int:
+    async def _evict(self, db: Connections, sql: StatementSet, keep: tuple[str, str]) -> int:
         """Evict down to the low-water mark, sparing ``keep``; returns the new total."""
-        total = _count(db, sql)
+        total = await _count(db, sql)
         if total <= self.max_bytes:
             return total  # others deleted rows since our last count
         target = int(self.max_bytes * EVICT_TO_FRACTION)
         while total > target:
-            batch = db.fetchall(sql.eviction_batch, (EVICTION_BATCH,))
+            batch = await db.fetchall(sql.eviction_batch, (EVICTION_BATCH,))
             chosen = []
             for backend, signature, size in batch:
                 if total <= target:
@@ -87,12 +87,12 @@ class SizeCap:
                     chosen.append((backend, signature))
                     total -= int(size)
             if chosen:
-                db.executemany(sql.delete, chosen)
+                await db.executemany(sql.delete, chosen)
             if len(batch) < EVICTION_BATCH:
                 break  # the table is exhausted (only ``keep`` may be left)
         return total
 
 
-def _count(db: Connections, sql: StatementSet) -> int:
-    row = db.fetchone(sql.payload_total, ())
+async def _count(db: Connections, sql: StatementSet) -> int:
+    row = await db.fetchone(sql.payload_total, ())
     return int(row[0]) if row is not None else 0

@@ -1,0 +1,571 @@
+"""Every operation of a repository, written once, as a coroutine over its connections.
+
+:class:`Operations` checks the arguments, builds the values, runs the compiled
+statements through a :class:`~animedex_store.core.connections.Connections` and
+turns rows into results: validation, codecs, headers, the clock and expiry, the
+size cap, single flight. It does no I/O of its own. :class:`~animedex_store.CacheRepository`
+runs each operation to its end on the calling thread over blocking connections
+(:func:`~animedex_store.core.blocking.run_blocking`);
+:class:`~animedex_store.AsyncCacheRepository` awaits it on its event loop. Both
+document their methods with the docstrings written here. Standard library only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from ..core.clock import Clock, epoch_millis, epoch_seconds, utc_datetime
+from ..core.codecs import check_compression, decode, encode
+from ..core.compiled import Compiled, StatementSet
+from ..core.connections import Connections
+from ..core.listing import EVERY_ROW, KEY_ORDERS, KeyPage
+from ..core.response import CachedResponse, StoredKey
+from ..core.validation import (
+    MAX_TTL_SECONDS,
+    MAX_WAIT_SECONDS,
+    check_choice,
+    check_count,
+    check_header_names,
+    check_key,
+    check_moment,
+    check_payload,
+    check_seconds,
+    check_ttl,
+    encode_headers,
+)
+from .flight import Flight, Key
+from .runtime import Runtime
+from .size_cap import SizeCap, check_max_bytes
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ..core.stats import CacheStats
+
+__all__ = ["Operations", "Options", "KeyListing", "PURGE_BATCH", "check_options", "documented_by"]
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
+F = TypeVar("F", bound=Callable[..., Any])
+_EMPTY_HEADERS = b"{}"
+#: Rows removed per transaction by :meth:`Operations.purge_expired`.
+PURGE_BATCH = 1_000
+
+
+class Options(NamedTuple):
+    """A repository's settings that do not depend on its database, checked before it opens."""
+
+    clock: Clock | None
+    redacted: frozenset[str]
+    codec: int
+    max_bytes: int | None
+
+
+def check_options(clock: object, max_bytes: object, redact_headers: object, compression: object) -> Options:
+    """The constructor's options checked (``TypeError``/``ValueError``), before anything opens."""
+    if clock is not None and not callable(clock):
+        raise TypeError(f"clock must be a callable returning a datetime, not {type(clock).__name__}")
+    return Options(
+        clock, check_header_names(redact_headers), check_compression(compression), check_max_bytes(max_bytes)
+    )
+
+
+def documented_by(operation: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a repository's method the docstring of the operation it runs: written once, here."""
+
+    def document(method: F) -> F:
+        method.__doc__ = operation.__doc__
+        return method
+
+    return document
+
+
+def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
+    """``(signature, payload)`` pairs from an iterable, refusing anything else with ``TypeError``."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(
+            f"items must be a mapping or an iterable of (signature, payload) pairs, not {type(items).__name__}"
+        )
+    for item in items:
+        try:
+            signature, payload = item
+        except (TypeError, ValueError):
+            raise TypeError(f"each item must be a (signature, payload) pair, not {item!r:.80}") from None
+        yield signature, payload
+
+
+def _utc_or_none(seconds: int | None) -> datetime | None:
+    return None if seconds is None else utc_datetime(seconds)
+
+
+class Operations:
+    """A repository's operations on one database: ``db`` (its connections), ``sql`` (its statements
+    compiled for them), its checked :class:`Options` and the ``runtime`` of the side that runs them."""
+
+    def __init__(self, db: Connections, sql: StatementSet, options: Options, runtime: Runtime) -> None:
+        self.db = db
+        self.sql = sql
+        self.target = db.target
+        self.clock = options.clock
+        self.redacted = options.redacted
+        self.codec = options.codec
+        self.runtime = runtime
+        self.cap = None if options.max_bytes is None else SizeCap(options.max_bytes, runtime.new_lock())
+        self.flights = _Flights(self)
+
+    # -- time ---------------------------------------------------------------
+    def now(self) -> datetime:
+        """The current time by the repository's clock (aware UTC): a row with ``expires_at`` at or
+        before it reads as missing. Adapters that store absolute expiry times convert them with it."""
+        if self.clock is None:
+            return datetime.now(timezone.utc)
+        moment = self.clock()
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+    def now_seconds(self) -> int:
+        if self.clock is None:
+            return int(time.time())
+        return epoch_seconds(self.clock())
+
+    def now_ms(self) -> int:
+        """Now in epoch milliseconds, by the same clock: ``get_or_fetch``'s leases last seconds."""
+        if self.clock is None:
+            return time.time_ns() // 1_000_000
+        return epoch_millis(self.clock())
+
+    # -- writes ---------------------------------------------------------------
+    async def set(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> None:
+        """Store or overwrite a row, with empty headers and ``fetched_at`` = now."""
+        await self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds)
+
+    async def set_with_meta(
+        self,
+        backend: str,
+        signature: str,
+        payload: bytes,
+        *,
+        response_headers: Mapping[str, str],
+        ttl_seconds: int,
+    ) -> None:
+        """Store or overwrite a row with its response headers (a str→str mapping)."""
+        await self._write(backend, signature, payload, encode_headers(response_headers, self.redacted), ttl_seconds)
+
+    async def _write(self, backend: str, signature: str, payload: object, headers: bytes, ttl_seconds: object) -> None:
+        check_key("backend", backend)
+        check_key("signature", signature)
+        stored, codec = encode(check_payload(payload), self.codec)
+        ttl = check_ttl(ttl_seconds)
+        now = self.now_seconds()
+        values = (backend, signature, now + ttl, now, codec, headers, stored)
+        cap = self.cap
+        if cap is None:
+            await self.db.execute(self.sql.upsert, values)
+            return
+        cap.check_fits(len(stored))
+        previous = await cap.previous_size(self.db, self.sql, backend, signature)
+        await self.db.execute(self.sql.upsert, values)
+        await cap.grew(self.db, self.sql, len(stored) - previous, (backend, signature))
+
+    async def set_model(self, backend: str, signature: str, model: BaseModel, *, ttl_seconds: int) -> None:
+        """Store a pydantic model as ``model.model_dump_json()`` in UTF-8."""
+        from pydantic import BaseModel
+
+        if not isinstance(model, BaseModel):
+            raise TypeError(f"model must be a pydantic BaseModel, not {type(model).__name__}")
+        await self.set(backend, signature, model.model_dump_json().encode("utf-8"), ttl_seconds=ttl_seconds)
+
+    async def set_many(
+        self,
+        backend: str,
+        items: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+        *,
+        ttl_seconds: int,
+    ) -> None:
+        """Store or overwrite many rows of one backend in one transaction, as :meth:`set` would.
+
+        ``items`` maps signatures to payloads, or is an iterable of
+        ``(signature, payload)`` pairs (a repeated signature: the last wins).
+        Every item is checked before anything is written.
+        """
+        check_key("backend", backend)
+        pairs = items.items() if isinstance(items, Mapping) else _pairs(items)
+        encoded: dict[str, tuple[bytes, int]] = {}  # signature -> (payload as stored, codec)
+        for signature, payload in pairs:
+            check_key("signature", signature)
+            encoded[signature] = encode(check_payload(payload), self.codec)
+        ttl = check_ttl(ttl_seconds)
+        if not encoded:
+            return
+        cap = self.cap
+        if cap is not None:
+            for stored, _codec in encoded.values():
+                cap.check_fits(len(stored))
+        now = self.now_seconds()
+        expires_at = now + ttl
+        rows = [
+            (backend, signature, expires_at, now, codec, _EMPTY_HEADERS, stored)
+            for signature, (stored, codec) in encoded.items()
+        ]
+        await self.db.executemany(self.sql.upsert, rows)
+        if cap is not None:
+            # Counted as if nothing was overwritten: the cap's estimate only runs
+            # high, and it counts exactly before evicting anything.
+            last_written = (backend, next(reversed(encoded)))
+            await cap.grew(self.db, self.sql, sum(len(stored) for stored, _codec in encoded.values()), last_written)
+
+    async def purge_expired(self) -> int:
+        """Delete every row with ``expires_at <= now``; returns how many rows were removed.
+
+        Also deletes the ``get_or_fetch`` claims whose lease has ended (left by
+        callers that died), which the returned count does not include.
+
+        Deletes in batches of :data:`PURGE_BATCH` rows found through the
+        ``expires_at`` index, each its own transaction, so writers never wait
+        long for the lock however many rows expired.
+        """
+        now = self.now_seconds()
+        removed = 0
+        while True:
+            count = await self.db.execute(self.sql.purge_expired, (now, PURGE_BATCH))
+            removed += count
+            if count < PURGE_BATCH:
+                break
+        # Claims left by get_or_fetch callers that died: not counted, they are not rows.
+        await self.db.execute(self.sql.purge_claims, (self.now_ms(),))
+        return removed
+
+    async def get_or_fetch(
+        self,
+        backend: str,
+        signature: str,
+        fetch: Callable[[], Any],
+        *,
+        ttl_seconds: int,
+        serve_stale: bool = False,
+        wait_seconds: float = 30.0,
+        lease_seconds: float = 60.0,
+    ) -> CachedResponse:
+        """The live row, else ``fetch()``'s result stored with ``ttl_seconds``: one fetch per key
+        across threads, processes and machines sharing the database (single flight).
+
+        ``fetch()`` takes no arguments and returns the payload (``bytes``), or a
+        ``(payload, headers)`` pair stored as :meth:`set_with_meta` would (on the
+        async repository it may be a coroutine function). A live row is returned
+        as :meth:`get_with_meta` returns it, at the same cost. Otherwise this
+        call claims the key (one atomic statement, in the table ``cache_locks``),
+        reads the row again, calls ``fetch()`` while renewing the claim every third
+        of ``lease_seconds`` (a slow upstream is still fetched once), stores the
+        result and releases the claim; if ``fetch()`` raises, the claim is
+        released and the exception propagates. A caller that cannot claim the
+        key polls for the row (10 ms doubling to 250 ms), takes the claim over
+        once its lease ends (a holder that died stops renewing and blocks nobody
+        longer), and raises :class:`~animedex_store.errors.FetchTimeoutError`
+        after ``wait_seconds``.
+
+        With ``serve_stale=True`` an expired row still stored is returned
+        (``is_stale=True``) instead of waiting for another caller's fetch, or
+        when ``fetch()`` raises. ``wait_seconds`` (≥ 0) and ``lease_seconds``
+        (> 0) are numbers of seconds; leases follow the repository's clock, the
+        wait and the renewals real time. No transaction is held while ``fetch()``
+        runs or while waiting. See :mod:`animedex_store.rules.flight`.
+        """
+        if not callable(fetch):
+            raise TypeError(f"fetch must be a callable taking no arguments, not {type(fetch).__name__}")
+        # The usual values pass on a type check and a comparison each, the rest through the full
+        # checks: a hit must cost what get_with_meta costs, and three calls are a twentieth of it.
+        ttl, wait, lease = ttl_seconds, wait_seconds, lease_seconds
+        if type(ttl) is not int or not 0 <= ttl <= MAX_TTL_SECONDS:
+            ttl = check_ttl(ttl)
+        if type(wait) is not float or not 0.0 <= wait <= MAX_WAIT_SECONDS:
+            wait = check_seconds("wait_seconds", wait)
+        if type(lease) is not float or not 0.0 < lease <= MAX_WAIT_SECONDS:
+            lease = check_seconds("lease_seconds", lease, positive=True)
+        found = await self.get_with_meta(backend, signature, include_expired=True)  # checks the key
+        if found is not None and not found.is_stale:
+            return found  # a hit: one read, nothing else
+        flight = Flight(
+            self.flights,
+            self.runtime,
+            (backend, signature),
+            fetch,
+            ttl=ttl,
+            serve_stale=serve_stale,
+            lease_seconds=lease,
+        )
+        return await flight.run(wait, found)
+
+    async def delete(self, backend: str, signature: str) -> bool:
+        """Delete one row, expired or not; ``True`` if it existed."""
+        check_key("backend", backend)
+        check_key("signature", signature)
+        return await self.db.execute(self.sql.delete, (backend, signature)) > 0
+
+    async def delete_many(self, backend: str, signatures: Iterable[str]) -> int:
+        """Delete the rows of ``signatures`` (expired or not, missing ones ignored) in one statement per
+        :data:`~animedex_store.sql.statements.GET_MANY_CHUNK` keys; returns how many were removed.
+        Every key is checked before anything is deleted."""
+        removed = 0
+        for size, chunk in self._padded_chunks(backend, signatures):
+            removed += await self.db.execute(self.sql.delete_many(size), (backend, *chunk))
+        return removed
+
+    async def clear(self, backend: str | None = None) -> int:
+        """Delete every row, or only ``backend``'s; returns how many were removed."""
+        if backend is None:
+            return await self.db.execute(self.sql.clear, ())
+        check_key("backend", backend)
+        return await self.db.execute(self.sql.clear_backend, (backend,))
+
+    async def vacuum(self) -> int | None:
+        """Give the space of deleted rows back to the disk; bytes reclaimed, or ``None`` where the
+        engine cannot tell (MariaDB/MySQL). Locks the table while it runs: SQLite rewrites the file
+        (``VACUUM``), PostgreSQL the table (``VACUUM FULL``), MariaDB/MySQL ``OPTIMIZE TABLE``."""
+        return await self.db.vacuum()
+
+    # -- reads (pure: an expired row is reported missing, never deleted) ------
+    async def get(self, backend: str, signature: str) -> bytes | None:
+        """The payload, or ``None`` when the row is missing or expired."""
+        check_key("backend", backend)
+        check_key("signature", signature)
+        row = await self.db.fetchone(self.sql.get, (backend, signature))
+        if row is None or row[1] <= self.now_seconds():
+            return None
+        payload: bytes = row[0]
+        return payload if not row[2] else decode(payload, row[2], self.target, (backend, signature))
+
+    async def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
+        """``{signature: payload}`` of the live rows among ``signatures`` (missing and expired left out)."""
+        chunks = self._padded_chunks(backend, signatures)
+        now = self.now_seconds()
+        found: dict[str, bytes] = {}
+        for size, chunk in chunks:
+            for signature, expires_at, codec, payload in await self.db.fetchall(
+                self.sql.get_many(size), (backend, *chunk)
+            ):
+                if expires_at > now:
+                    found[signature] = (
+                        payload if not codec else decode(payload, codec, self.target, (backend, signature))
+                    )
+        return found
+
+    def _padded_chunks(self, backend: str, signatures: Iterable[str]) -> list[tuple[int, list[str]]]:
+        """``signatures`` checked, without repeats, in chunks padded to a power of two by repeating a
+        key: a handful of compiled variants of ``get_many``/``delete_many`` serve every size."""
+        check_key("backend", backend)
+        if isinstance(signatures, str):
+            raise TypeError("signatures must be an iterable of str, not a single str")
+        keys = list(dict.fromkeys(signatures))  # in order, without repeats
+        for signature in keys:
+            check_key("signature", signature)
+        chunk_size = self.sql.get_many_chunk
+        chunks = []
+        for start in range(0, len(keys), chunk_size):
+            chunk = keys[start : start + chunk_size]
+            size = 1 << (len(chunk) - 1).bit_length()
+            chunks.append((size, chunk + chunk[-1:] * (size - len(chunk))))
+        return chunks
+
+    def keys(
+        self,
+        backend: str,
+        *,
+        include_expired: bool = False,
+        expired_only: bool = False,
+        as_of: datetime | None = None,
+        order_by: str = "signature",
+        descending: bool = False,
+        limit: int | None = None,
+        page_size: int = 1_000,
+    ) -> KeyListing:
+        """The keys of ``backend``'s live rows as :class:`StoredKey` ``(signature, expires_at, size)``;
+        payloads are not read. Every argument is checked when the call is made.
+
+        Which rows: live ones (``expires_at`` after ``as_of``, by default the repository's
+        now); with ``include_expired=True`` every row; with ``expired_only=True`` only the
+        rows expired as of ``as_of`` (``include_expired`` then changes nothing). In the
+        order of ``order_by`` (``"signature"``, ``"expires_at"`` or ``"size"`` as stored;
+        ties by signature), ``descending`` reversing it, at most ``limit`` keys. Read in pages
+        of ``page_size`` rows, each one query continuing after the last row seen: rows written
+        or deleted meanwhile are seen or not, never twice. Ordered by expiry, the index
+        ``ix_cache_rows_backend_expires_at`` reads only the rows returned.
+        """
+        check_key("backend", backend)
+        expired, bound = self._expiry_bound(include_expired, expired_only, as_of)
+        order = check_choice("order_by", order_by, KEY_ORDERS)
+        page_size = check_count("page_size", page_size)
+        remaining = None if limit is None else check_count("limit", limit)
+        return KeyListing(
+            self, backend, bound, KeyPage(order, bool(descending), expired, after=False), page_size, remaining
+        )
+
+    async def count(
+        self, backend: str, *, include_expired: bool = False, expired_only: bool = False, as_of: datetime | None = None
+    ) -> int:
+        """How many rows :meth:`keys` would list with the same arguments; one query, through the
+        index ``ix_cache_rows_backend_expires_at``."""
+        check_key("backend", backend)
+        expired, bound = self._expiry_bound(include_expired, expired_only, as_of)
+        row = await self.db.fetchone(self.sql.count_expired if expired else self.sql.count_live, (backend, bound))
+        return int(row[0]) if row is not None else 0
+
+    async def contains_many(
+        self, backend: str, signatures: Iterable[str], *, include_expired: bool = False
+    ) -> frozenset[str]:
+        """Which of ``signatures`` ``backend`` holds live rows of (``include_expired``: any rows); one
+        statement per :data:`~animedex_store.sql.statements.GET_MANY_CHUNK` keys, payloads not read.
+        Every key is checked first."""
+        bound = EVERY_ROW if include_expired else self.now_seconds()
+        present: set[str] = set()
+        for size, chunk in self._padded_chunks(backend, signatures):
+            rows = await self.db.fetchall(self.sql.present_many(size), (backend, *chunk))
+            present.update(signature for signature, expires_at, _size in rows if expires_at > bound)
+        return frozenset(present)
+
+    def _expiry_bound(self, include_expired: bool, expired_only: bool, as_of: datetime | None) -> tuple[bool, int]:
+        """``(expired, bound)``: rows with ``expires_at <= bound`` if ``expired``, else ``> bound``."""
+        moment = self.now_seconds() if as_of is None else epoch_seconds(check_moment("as_of", as_of))
+        if expired_only:
+            return True, moment
+        return False, EVERY_ROW if include_expired else moment
+
+    async def get_with_meta(
+        self, backend: str, signature: str, *, include_expired: bool = False
+    ) -> CachedResponse | None:
+        """``(payload, headers, fetched_at)`` as a :class:`CachedResponse`, or ``None``.
+
+        The result unpacks as that 3-tuple and also has ``expires_at`` and
+        ``is_stale``. With ``include_expired=True`` an expired row still stored is
+        returned with ``is_stale=True`` (serve the last good response when the
+        upstream is down); otherwise it reads as missing. Pre-v2 rows give
+        ``({}, None)``. Never deletes or rewrites a row. ``allow_stale`` is the
+        deprecated name of ``include_expired``.
+        """
+        check_key("backend", backend)
+        check_key("signature", signature)
+        row = await self.db.fetchone(self.sql.get_with_meta, (backend, signature))
+        if row is None:
+            return None
+        payload, headers, fetched_at, expires_at, codec = row
+        now = self.now_seconds()
+        if expires_at <= now and not include_expired:
+            return None
+        if codec:
+            payload = decode(payload, codec, self.target, (backend, signature))
+        return CachedResponse.from_row(payload, headers, fetched_at, expires_at, now)
+
+    async def get_model(self, backend: str, signature: str, model_type: type[ModelT]) -> ModelT | None:
+        """The stored model re-validated with ``model_type.model_validate_json``, or ``None``."""
+        if not isinstance(model_type, type) or not hasattr(model_type, "model_validate_json"):
+            raise TypeError(f"model_type must be a pydantic model class, not {model_type!r}")
+        raw = await self.get(backend, signature)
+        return None if raw is None else model_type.model_validate_json(raw)
+
+    async def stats(self) -> CacheStats:
+        """Rows, expired rows, payload bytes and oldest/newest ``fetched_at``, in total and per backend,
+        and how many ``get_or_fetch`` claims are held (live leases).
+
+        One aggregate query (a pass over the rows, payloads not read), and a count of the claims.
+        """
+        from ..core.stats import BackendStats, CacheStats
+
+        rows = await self.db.fetchall(self.sql.stats, (self.now_seconds(),))
+        backends = {
+            backend: BackendStats(
+                rows=int(count),
+                expired_rows=int(expired),
+                payload_bytes=int(size),
+                oldest_fetched_at=_utc_or_none(oldest),
+                newest_fetched_at=_utc_or_none(newest),
+            )
+            for backend, count, expired, size, oldest, newest in rows
+        }
+        held = await self.db.fetchone(self.sql.claims_held, (self.now_ms(),))
+        return CacheStats.from_backends(backends, claims_held=int(held[0]) if held else 0)
+
+
+class KeyListing:
+    """The pages of one :meth:`Operations.keys` call, its arguments already checked: each
+    :meth:`next_page` is one query continuing after the last row of the page before."""
+
+    def __init__(
+        self, operations: Operations, backend: str, bound: int, page: KeyPage, page_size: int, remaining: int | None
+    ) -> None:
+        self._operations = operations
+        self._values: tuple[Any, ...] = (backend, bound, None, None)
+        self._page = page
+        self._page_size = page_size
+        self._remaining = remaining
+        self._done = remaining == 0
+
+    async def next_page(self) -> list[StoredKey] | None:
+        """The next page of keys; ``None`` once every key was listed."""
+        if self._done:
+            return None
+        wanted = self._page_size if self._remaining is None else min(self._page_size, self._remaining)
+        operations = self._operations
+        statement: Compiled = operations.sql.keys_page(self._page)
+        rows = await operations.db.fetchall(statement, (*self._values, wanted))
+        if len(rows) < wanted:
+            self._done = True
+        else:
+            if self._remaining is not None:
+                self._remaining -= len(rows)
+                self._done = self._remaining == 0
+            last = rows[-1]  # (signature, expires_at, size): continue after it in the listing's order
+            backend, bound = self._values[:2]
+            self._values = (backend, bound, last[KEY_ORDERS.index(self._page.order_by)], last[0])
+            self._page = self._page._replace(after=True)
+        return [StoredKey(signature, utc_datetime(expires_at), int(size)) for signature, expires_at, size in rows]
+
+
+class _Flights:
+    """The operations as :class:`~animedex_store.rules.flight.FlightStore` sees them: one key's row and
+    its claim in ``cache_locks``, nothing else."""
+
+    __slots__ = ("_operations",)
+
+    def __init__(self, operations: Operations) -> None:
+        self._operations = operations
+
+    @property
+    def target(self) -> str:
+        return self._operations.target
+
+    async def read(self, key: Key) -> CachedResponse | None:
+        return await self._operations.get_with_meta(*key, include_expired=True)
+
+    async def write(self, key: Key, payload: bytes, headers: Mapping[str, str] | None, ttl: int) -> CachedResponse:
+        operations = self._operations
+        if headers is None:
+            await operations.set(*key, payload, ttl_seconds=ttl)
+        else:
+            await operations.set_with_meta(*key, payload, response_headers=headers, ttl_seconds=ttl)
+        stored = await operations.get_with_meta(*key, include_expired=True)
+        if stored is not None:
+            return stored
+        # Deleted (clear, purge) right after we wrote it: what a read just after our write returned.
+        now = operations.now_seconds()
+        blob = encode_headers({} if headers is None else headers, operations.redacted)
+        return CachedResponse.from_row(payload, blob, now, now + ttl, now)
+
+    async def claim(self, key: Key, holder: str, lease_ms: int) -> bool:
+        # One atomic statement (two on MariaDB/MySQL, each atomic): a new claim, or a
+        # takeover of one whose lease has ended.
+        operations = self._operations
+        now_ms = operations.now_ms()
+        values = (*key, holder, now_ms + lease_ms, now_ms)
+        if await operations.db.execute(operations.sql.claim, values) == 1:
+            return True
+        takeover = operations.sql.claim_takeover
+        return takeover is not None and await operations.db.execute(takeover, values) == 1
+
+    async def renew(self, key: Key, holder: str, lease_ms: int) -> bool:
+        operations = self._operations
+        values = (*key, holder, operations.now_ms() + lease_ms)
+        return await operations.db.execute(operations.sql.renew, values) == 1
+
+    async def release(self, key: Key, holder: str) -> None:
+        operations = self._operations
+        await operations.db.execute(operations.sql.release, (*key, holder))
