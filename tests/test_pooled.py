@@ -44,7 +44,7 @@ def failing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     failures: list[BaseException] = []
     tries: list[int] = []
 
-    def once(*_args, **_kwargs) -> int:
+    async def once(*_args, **_kwargs) -> int:
         tries.append(1)
         if failures:
             raise failures.pop(0)
