@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from alembic_runner import package_engine
 from at_head import build_at_head
 from rowdump import plain_engine
 from sqlalchemy import Engine
@@ -100,6 +101,14 @@ def server_base_url(request: pytest.FixtureRequest, open_sandbox: Callable[[str]
 def server_url(request: pytest.FixtureRequest, open_sandbox: Callable[[str], str]) -> str:
     """Like ``engine_url``, servers only."""
     return open_sandbox(request.param)
+
+
+@pytest.fixture
+def engine(engine_url: str) -> Iterator[Engine]:
+    """An engine on ``engine_url``'s empty database, configured as the package configures its own,
+    for tests that build a database revision by revision (``alembic_runner.migrate_engine``)."""
+    with package_engine(engine_url) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 import pytest
+from alembic_runner import migrate_file
 from cli_runner import cli_runner
 from click.testing import CliRunner, Result
 from dbfiles import fingerprint, rows
@@ -27,7 +28,7 @@ from animedex_store import CacheRepository, default_cache_path
 from animedex_store.cli import cli
 from animedex_store.core.clock import FrozenClock
 from animedex_store.fastpath.targets import URL_ENV_VAR
-from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
+from animedex_store.migrations.revisions import HEAD_REVISION
 
 COMMANDS = ("selftest", "info", "upgrade", "purge")
 SECRET_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"  # nothing listens on port 1
@@ -228,12 +229,8 @@ def test_info_on_a_seed_file_reports_it_without_adopting_it(runner: CliRunner, t
 
 
 def test_info_on_a_database_behind_reports_its_revision_without_migrating(runner: CliRunner, tmp_path: Path) -> None:
-    from alembic import command
-
     path = seeded_file(tmp_path / "cache.sqlite")
-    config = alembic_config()
-    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
-    command.downgrade(config, "0002")
+    migrate_file(path, "0002", downgrade=True)
     before = fingerprint(path)
     report = invoke_json(runner, "info", "--url", str(path))
     assert (report["state"], report["revision"], report["rows"]) == ("behind", "0002", 5)
