@@ -12,15 +12,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 import pytest
 from alembic_runner import migrate_file
-from cli_runner import cli_runner
-from click.testing import CliRunner, Result
+from cli_runner import assert_one_error_line, invoke, invoke_json
+from click.testing import CliRunner
 from dbfiles import fingerprint, rows
 from legacy import SeedState, write_seed_file
 
@@ -34,43 +33,6 @@ COMMANDS = ("selftest", "info", "upgrade", "purge")
 SECRET_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"  # nothing listens on port 1
 PAST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 CENTURY = 100 * 365 * 86400
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The default cache dir, redirected under ``tmp_path`` (and no ``$ANIMEDEX_STORE_URL``)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv(URL_ENV_VAR, raising=False)
-    directory = default_cache_path().parent
-    if not directory.is_relative_to(tmp_path):
-        pytest.skip("platformdirs ignores XDG_CACHE_HOME on this platform")
-    return directory
-
-
-@pytest.fixture
-def runner(cache_dir: Path) -> Iterator[CliRunner]:
-    yield cli_runner()
-
-
-def invoke(runner: CliRunner, *args: str, exit_code: int = 0) -> Result:
-    """Run the CLI; check the exit code and that any failure was a clean exit, not a crash."""
-    result = runner.invoke(cli, list(args))
-    assert result.exit_code == exit_code, (result.stdout, result.stderr, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def invoke_json(runner: CliRunner, *args: str, exit_code: int = 0) -> dict:
-    return json.loads(invoke(runner, *args, "--json", exit_code=exit_code).stdout)
-
-
-def assert_one_error_line(result: Result, *fragments: str) -> None:
-    """Failures print exactly one line to stderr, no traceback."""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def seeded_file(target: Path | str) -> Path | str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import cli_runner
 from reliability import JOIN_TIMEOUT_SECONDS, context
 from rowdump import dump_rows, plain_engine, row_count
 from sqlalchemy import Engine, insert, select
@@ -491,7 +491,7 @@ def test_the_stats_command_reports_claims_held(tmp_path: Path) -> None:
     engine = plain_engine(f"sqlite:///{path}")
     hold_claim(engine, "anilist", "k", lease_until_ms=time.time_ns() // 1_000_000 + 600_000)
     engine.dispose()
-    runner = CliRunner()
+    runner = cli_runner()
 
     text = runner.invoke(cli.cli, ["stats", "--url", str(path)])
     as_json = runner.invoke(cli.cli, ["stats", "--url", str(path), "--json"])
