@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from cli_runner import cli_runner
+from fresh_interpreter import PRELUDE
 from reliability import JOIN_TIMEOUT_SECONDS, context
 from rowdump import dump_rows, plain_engine, row_count
 from sqlalchemy import Engine, insert, select
@@ -538,8 +539,7 @@ with CacheRepository(sys.argv[1]) as repository:
     assert repository.get_or_fetch("anilist", "k", lambda: b"never", ttl_seconds=60).payload == b"v"
     assert repository.stats().claims_held == 0
     repository.purge_expired()
-heavy = ("sqlalchemy", "alembic", "pydantic", "click")
-print(sorted(name for name in sys.modules if name.split(".")[0] in heavy))
+print(heavy_loaded())
 """
 
 
@@ -548,7 +548,7 @@ def test_get_or_fetch_on_an_up_to_date_sqlite_file_loads_no_sqlalchemy(tmp_path:
     path = tmp_path / "cache.sqlite"
     CacheRepository(path).close()
     result = subprocess.run(
-        [sys.executable, "-c", _FAST_PATH_PROBE, str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PRELUDE + _FAST_PATH_PROBE, str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
