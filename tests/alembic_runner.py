@@ -1,19 +1,22 @@
-"""Drive Alembic from tests: the ``alembic`` command of this venv, or in-process on a file."""
+"""Drive Alembic from tests: the ``alembic`` command of this venv, or in-process on an engine or a file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from sourcefiles import REPO_ROOT
+from sqlalchemy import Engine
 
 from animedex_store.fastpath.targets import URL_ENV_VAR
 from animedex_store.migrations.revisions import alembic_config
 from animedex_store.sql.engine import open_engine
 
-__all__ = ["REPO_ROOT", "ALEMBIC", "run_alembic", "migrate_file", "revisions"]
+__all__ = ["REPO_ROOT", "ALEMBIC", "run_alembic", "package_engine", "migrate_engine", "migrate_file", "revisions"]
 
 #: The ``alembic`` executable installed beside this interpreter.
 ALEMBIC = Path(sys.executable).with_name("alembic")
@@ -41,16 +44,30 @@ def run_alembic(
     return result
 
 
-def migrate_file(path: Path, revision: str, *, downgrade: bool = False) -> None:
-    """Upgrade (or downgrade) the SQLite file at ``path`` to ``revision`` in-process, in one transaction."""
-    from alembic import command
-
-    store = open_engine(path)
+@contextlib.contextmanager
+def package_engine(target: str | Path) -> Iterator[Engine]:
+    """An engine on ``target`` configured as the package configures its own (``open_engine``:
+    its pragmas, its ``BEGIN``), disposed afterwards. Opening it migrates nothing."""
+    store = open_engine(target)
     try:
-        with store.engine.begin() as connection:
-            (command.downgrade if downgrade else command.upgrade)(alembic_config(connection), revision)
+        yield store.engine
     finally:
         store.engine.dispose()
+
+
+def migrate_engine(engine: Engine, revision: str, *, downgrade: bool = False) -> None:
+    """Upgrade (or downgrade) ``engine``'s database to ``revision`` in-process, in one transaction,
+    on a connection handed to Alembic (its cookbook's recipe: no lock, no adoption, just the revisions)."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        (command.downgrade if downgrade else command.upgrade)(alembic_config(connection), revision)
+
+
+def migrate_file(path: Path, revision: str, *, downgrade: bool = False) -> None:
+    """:func:`migrate_engine` on the SQLite file at ``path``."""
+    with package_engine(path) as engine:
+        migrate_engine(engine, revision, downgrade=downgrade)
 
 
 def revisions() -> list[str]:

@@ -19,12 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from alembic_runner import package_engine
 from at_head import build_at_head
+from cli_runner import cli_runner
+from click.testing import CliRunner
 from rowdump import plain_engine
 from sqlalchemy import Engine
 
-from animedex_store import CacheRepository
+from animedex_store import CacheRepository, default_cache_path
 from animedex_store.errors import ConnectionFailedError
+from animedex_store.fastpath.targets import URL_ENV_VAR
 from animedex_store.sql.sandbox import sandbox
 from animedex_store.testing import FrozenClock
 
@@ -103,6 +107,14 @@ def server_url(request: pytest.FixtureRequest, open_sandbox: Callable[[str], str
 
 
 @pytest.fixture
+def engine(engine_url: str) -> Iterator[Engine]:
+    """An engine on ``engine_url``'s empty database, configured as the package configures its own,
+    for tests that build a database revision by revision (``alembic_runner.migrate_engine``)."""
+    with package_engine(engine_url) as engine:
+        yield engine
+
+
+@pytest.fixture
 def make_repository(engine_url: str, frozen_clock: FrozenClock) -> Iterator[Callable[..., CacheRepository]]:
     """Open repositories on ``engine_url`` with ``frozen_clock``; all closed at teardown.
 
@@ -134,3 +146,20 @@ def database(engine_url: str, repo: CacheRepository) -> Iterator[Engine]:
     engine = plain_engine(engine_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The default cache dir, redirected under ``tmp_path`` (and no ``$ANIMEDEX_STORE_URL``)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(URL_ENV_VAR, raising=False)
+    directory = default_cache_path().parent
+    if not directory.is_relative_to(tmp_path):
+        pytest.skip("platformdirs ignores XDG_CACHE_HOME on this platform")
+    return directory
+
+
+@pytest.fixture
+def runner(cache_dir: Path) -> CliRunner:
+    """A CLI runner (:mod:`cli_runner`) whose default target is under ``tmp_path``, never the user's cache."""
+    return cli_runner()

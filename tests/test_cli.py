@@ -12,14 +12,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 import pytest
-from cli_runner import cli_runner
-from click.testing import CliRunner, Result
+from alembic_runner import migrate_file
+from cli_runner import assert_one_error_line, invoke, invoke_json
+from click.testing import CliRunner
 from dbfiles import fingerprint, rows
 from legacy import SeedState, write_seed_file
 
@@ -27,49 +27,12 @@ from animedex_store import CacheRepository, default_cache_path
 from animedex_store.cli import cli
 from animedex_store.core.clock import FrozenClock
 from animedex_store.fastpath.targets import URL_ENV_VAR
-from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
+from animedex_store.migrations.revisions import HEAD_REVISION
 
 COMMANDS = ("selftest", "info", "upgrade", "purge")
 SECRET_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"  # nothing listens on port 1
 PAST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 CENTURY = 100 * 365 * 86400
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The default cache dir, redirected under ``tmp_path`` (and no ``$ANIMEDEX_STORE_URL``)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv(URL_ENV_VAR, raising=False)
-    directory = default_cache_path().parent
-    if not directory.is_relative_to(tmp_path):
-        pytest.skip("platformdirs ignores XDG_CACHE_HOME on this platform")
-    return directory
-
-
-@pytest.fixture
-def runner(cache_dir: Path) -> Iterator[CliRunner]:
-    yield cli_runner()
-
-
-def invoke(runner: CliRunner, *args: str, exit_code: int = 0) -> Result:
-    """Run the CLI; check the exit code and that any failure was a clean exit, not a crash."""
-    result = runner.invoke(cli, list(args))
-    assert result.exit_code == exit_code, (result.stdout, result.stderr, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def invoke_json(runner: CliRunner, *args: str, exit_code: int = 0) -> dict:
-    return json.loads(invoke(runner, *args, "--json", exit_code=exit_code).stdout)
-
-
-def assert_one_error_line(result: Result, *fragments: str) -> None:
-    """Failures print exactly one line to stderr, no traceback."""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def seeded_file(target: Path | str) -> Path | str:
@@ -228,12 +191,8 @@ def test_info_on_a_seed_file_reports_it_without_adopting_it(runner: CliRunner, t
 
 
 def test_info_on_a_database_behind_reports_its_revision_without_migrating(runner: CliRunner, tmp_path: Path) -> None:
-    from alembic import command
-
     path = seeded_file(tmp_path / "cache.sqlite")
-    config = alembic_config()
-    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
-    command.downgrade(config, "0002")
+    migrate_file(path, "0002", downgrade=True)
     before = fingerprint(path)
     report = invoke_json(runner, "info", "--url", str(path))
     assert (report["state"], report["revision"], report["rows"]) == ("behind", "0002", 5)

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_runner import cli_runner
+from cli_runner import assert_one_error_line, invoke, invoke_json
 from click.testing import CliRunner
-from test_cli import CENTURY, PAST, assert_one_error_line, invoke, invoke_json
+from test_cli import CENTURY, PAST
 
 from animedex_store import CacheRepository, cli
 from animedex_store.cli import group, rows
@@ -19,14 +19,6 @@ from animedex_store.fastpath.targets import URL_ENV_VAR
 
 COMMANDS = ("stats", "get", "delete", "clear", "vacuum")
 BINARY = b'\x00\xff{"binary": true}\r\n\x00'  # no trailing newline may be added or lost
-
-
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """A runner whose default target is under ``tmp_path``, never the user's cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv(URL_ENV_VAR, raising=False)
-    return cli_runner()
 
 
 def seed(target: str | Path) -> str:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fresh_interpreter import HEAVY
+
 from animedex_store import CacheRepository
 
 PROBE = """
@@ -37,16 +39,7 @@ print(json.dumps({"opening": opening, "imported": imported}))
 """
 #: Modules the SQLite fast path has no use for: SQLAlchemy and Alembic (SPEC §8), validation
 #: of models, the CLI, the default-path lookup (a path was given) and the server drivers.
-NOT_ON_THE_FAST_PATH = [
-    "sqlalchemy",
-    "alembic",
-    "pydantic",
-    "click",
-    "animedex_store.cli",
-    "platformdirs",
-    "psycopg",
-    "pymysql",
-]
+NOT_ON_THE_FAST_PATH = [*HEAVY, "animedex_store.cli", "platformdirs", "psycopg", "pymysql"]
 
 
 def _probe(path: Path, modules: list[str]) -> dict[str, list[str]]:

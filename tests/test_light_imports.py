@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from dbfiles import rows
-from fresh_interpreter import HEAVY, PRELUDE, URL_ENV_VAR, child_env, run_fresh
+from fresh_interpreter import PRELUDE, URL_ENV_VAR, child_env, run_fresh
 
 from animedex_store import CacheRepository
 
@@ -254,15 +254,9 @@ def test_cli_get_on_an_up_to_date_file_loads_click_only(tmp_path: Path, at_head:
     assert modules.read_text() == '["click"]'
 
 
-PLUGIN_USER_TESTS = f"""
-import sys
-
-HEAVY = {HEAVY!r}
-
-
-def heavy_loaded():
-    return sorted(h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in list(sys.modules)))
-
+PLUGIN_USER_TESTS = (
+    PRELUDE
+    + """
 
 def test_first_a_test_without_the_fixture_sees_no_heavy_package(pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("animedex_store")  # from the pytest11 entry point
@@ -276,6 +270,7 @@ def test_then_the_fixtures_work(cache_repository, frozen_clock):
     frozen_clock.advance(60)
     assert cache_repository.get("anilist", "media:1") is None
 """
+)
 
 
 def test_the_pytest_plugin_registers_without_heavy_packages(pytester: pytest.Pytester) -> None:

@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from alembic_runner import REPO_ROOT, migrate_file, revisions
+from alembic_runner import REPO_ROOT, migrate_file, package_engine, revisions
 from dbfiles import rows, schema
 from legacy import SeedRow, SeedState, insert_like_seed, planned_row, write_seed_file
 from platforms import needs_fork
 
 from animedex_store import CacheRepository
 from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
-from animedex_store.sql.engine import open_engine
 from animedex_store.testing import FrozenClock
 
 PROCESSES = 8
@@ -68,12 +67,8 @@ def _check_for_drift(path: Path) -> None:
     """``alembic check`` through env.py on the file: raises when models and database differ."""
     from alembic import command
 
-    store = open_engine(path)
-    try:
-        with store.engine.connect() as connection:
-            command.check(alembic_config(connection))
-    finally:
-        store.engine.dispose()
+    with package_engine(path) as engine, engine.connect() as connection:
+        command.check(alembic_config(connection))
 
 
 @pytest.mark.parametrize("state", [None, SeedState.V2, SeedState.V1_ROWID], ids=["fresh", "seed-v2", "seed-v1-rowid"])

@@ -242,6 +242,8 @@ def test_mypy_strict_is_clean_on_the_installed_wheel(installed: Path, tmp_path: 
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--verbose"]
         + ["--python-executable", str(installed), "-p", "animedex_store"],
         cwd=tmp_path,  # not the checkout: mypy must find the installed package
+        # ...and no PYTHONPATH (a checkout on it would be checked instead of the wheel, without _alembic)
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
         capture_output=True,
         text=True,
         timeout=300,

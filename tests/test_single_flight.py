@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import cli_runner
+from fresh_interpreter import PRELUDE
 from reliability import JOIN_TIMEOUT_SECONDS, context
 from rowdump import dump_rows, plain_engine, row_count
 from sqlalchemy import Engine, insert, select
@@ -493,7 +494,7 @@ def test_the_stats_command_reports_claims_held(tmp_path: Path) -> None:
     engine = plain_engine(f"sqlite:///{path}")
     hold_claim(engine, "anilist", "k", lease_until_ms=time.time_ns() // 1_000_000 + 600_000)
     engine.dispose()
-    runner = CliRunner()
+    runner = cli_runner()
 
     text = runner.invoke(cli.cli, ["stats", "--url", str(path)])
     as_json = runner.invoke(cli.cli, ["stats", "--url", str(path), "--json"])
@@ -540,8 +541,7 @@ with CacheRepository(sys.argv[1]) as repository:
     assert repository.get_or_fetch("anilist", "k", lambda: b"never", ttl_seconds=60).payload == b"v"
     assert repository.stats().claims_held == 0
     repository.purge_expired()
-heavy = ("sqlalchemy", "alembic", "pydantic", "click")
-print(sorted(name for name in sys.modules if name.split(".")[0] in heavy))
+print(heavy_loaded())
 """
 
 
@@ -550,7 +550,7 @@ def test_get_or_fetch_on_an_up_to_date_sqlite_file_loads_no_sqlalchemy(tmp_path:
     path = tmp_path / "cache.sqlite"
     CacheRepository(path).close()
     result = subprocess.run(
-        [sys.executable, "-c", _FAST_PATH_PROBE, str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PRELUDE + _FAST_PATH_PROBE, str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -9,6 +9,7 @@ from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from urllib.parse import unquote
 
 import pytest
+from fresh_interpreter import HEAVY
 
 from animedex_store.fastpath import uri as sqlite_uri
 from animedex_store.fastpath.uri import sqlite_file_uri
@@ -117,7 +118,7 @@ def test_the_module_is_standard_library_only() -> None:
         f"spec = importlib.util.spec_from_file_location('sqlite_uri', {sqlite_uri.__file__!r})\n"
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
         "print(module.sqlite_file_uri(PureWindowsPath('C:/x y.sqlite')))\n"
-        "print(sorted(m for m in ('sqlalchemy', 'alembic', 'pydantic', 'click', 'platformdirs') if m in sys.modules))"
+        f"print(sorted(m for m in {(*HEAVY, 'platformdirs')!r} if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout == "file:///C:/x%20y.sqlite\n[]\n"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic_runner import migrate_engine
 from fresh_interpreter import run_fresh
 from rowdump import plain_engine
 from sqlalchemy import Engine, inspect, select, text, update
@@ -22,8 +23,7 @@ from sqlalchemy import Engine, inspect, select, text, update
 from animedex_store import CacheRepository, StoreError
 from animedex_store.core import codecs
 from animedex_store.core.clock import FrozenClock
-from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
-from animedex_store.sql.engine import open_engine
+from animedex_store.migrations.revisions import HEAD_REVISION
 from animedex_store.sql.models import CacheRow
 from benchmarks.payloads import RealPayload, real_payloads
 from benchmarks.seed_baseline import SEED_SCHEMA_V1, SeedCache
@@ -245,20 +245,6 @@ def test_a_seed_file_full_of_real_payloads_is_adopted_byte_exact(tmp_path: Path,
 # -- 0004 -> 0005 -> 0004 with compressed rows ---------------------------------------------------
 
 
-@pytest.fixture
-def engine(engine_url: str) -> Iterator[Engine]:
-    store = open_engine(engine_url)
-    yield store.engine
-    store.engine.dispose()
-
-
-def _migrate(engine: Engine, revision: str, *, downgrade: bool = False) -> None:
-    from alembic import command
-
-    with engine.begin() as connection:
-        (command.downgrade if downgrade else command.upgrade)(alembic_config(connection), revision)
-
-
 def _rows_as_stored(engine: Engine) -> dict[tuple[str, str], tuple[bytes, int | None, bytes | None]]:
     with engine.connect() as connection:
         table = inspect(connection)
@@ -274,7 +260,7 @@ def test_0004_to_0005_to_0004_keeps_every_row_byte_exact_with_compressed_rows(
     engine: Engine, engine_url: str, tmp_path: Path
 ) -> None:
     sample = real_payloads()[::3]
-    _migrate(engine, "0004")
+    migrate_engine(engine, "0004")
     with engine.begin() as connection:
         connection.execute(
             text(
@@ -289,7 +275,7 @@ def test_0004_to_0005_to_0004_keeps_every_row_byte_exact_with_compressed_rows(
     before = _rows_as_stored(engine)
     assert {codec for _payload, codec, _headers in before.values()} == {None}
 
-    _migrate(engine, "0005")
+    migrate_engine(engine, "0005")
     assert {key: (payload, headers) for key, (payload, _c, headers) in _rows_as_stored(engine).items()} == {
         key: (payload, headers) for key, (payload, _c, headers) in before.items()
     }
@@ -301,7 +287,7 @@ def test_0004_to_0005_to_0004_keeps_every_row_byte_exact_with_compressed_rows(
     stored = _rows_as_stored(engine)
     assert {codec for _payload, codec, _headers in stored.values()} == {0, codecs.ZLIB, codecs.ZSTD}
 
-    _migrate(engine, "0004", downgrade=True)
+    migrate_engine(engine, "0004", downgrade=True)
     after = _rows_as_stored(engine)
     assert {key: payload for key, (payload, _c, _h) in after.items()} == {
         (item.backend, item.signature): item.payload for item in sample
@@ -319,7 +305,7 @@ def test_0004_to_0005_to_0004_keeps_every_row_byte_exact_with_compressed_rows(
         finally:
             seed.close()
 
-    _migrate(engine, "head")
+    migrate_engine(engine, "head")
     with CacheRepository(engine_url) as repository:
         for item in sample:
             assert repository.get(item.backend, item.signature) == item.payload

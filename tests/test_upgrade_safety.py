@@ -10,11 +10,10 @@ columns of its own) is refused with a clear error and left exactly as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic_runner import revisions
+from alembic_runner import migrate_engine, package_engine, revisions
 from dbfiles import fingerprint
 from legacy import NOW, planned_row
 from sqlalchemy import Engine, MetaData, Table, inspect, select, text
@@ -22,29 +21,13 @@ from sqlalchemy import Engine, MetaData, Table, inspect, select, text
 from animedex_store import CacheRepository
 from animedex_store.core.clock import FrozenClock
 from animedex_store.errors import SchemaTooNewError
-from animedex_store.migrations.revisions import HEAD_REVISION, alembic_config
-from animedex_store.sql.engine import open_engine
+from animedex_store.migrations.revisions import HEAD_REVISION
 
 ROWS = 120
 FUTURE_REVISION = "9999_newer"
 #: What a column added by a later revision holds in the rows written before it: revision
 #: 0005's codec says "stored as it is"; anything else would be NULL.
 ADDED_COLUMN_VALUES = {"codec": 0}
-
-
-@pytest.fixture
-def engine(engine_url: str) -> Iterator[Engine]:
-    """An engine on the empty database (configured as the package configures its own)."""
-    store = open_engine(engine_url)
-    yield store.engine
-    store.engine.dispose()
-
-
-def _build_at(engine: Engine, revision: str) -> None:
-    from alembic import command
-
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), revision)
 
 
 def _cache_rows(connection) -> Table:
@@ -75,7 +58,7 @@ def _snapshot(engine: Engine) -> tuple[list[str], list[tuple], list[str]]:
 def test_opening_a_database_at_an_earlier_revision_keeps_every_row(
     engine: Engine, engine_url: str, revision: str
 ) -> None:
-    _build_at(engine, revision)
+    migrate_engine(engine, revision)
     _insert_rows(engine)
     columns_before, rows_before, versions = _snapshot(engine)
     assert versions == [revision]
@@ -105,7 +88,7 @@ def _make_future(engine: Engine) -> None:
 
 
 def test_a_database_from_a_newer_version_is_refused_and_left_as_it_was(engine: Engine, engine_url: str) -> None:
-    _build_at(engine, "head")
+    migrate_engine(engine, "head")
     _insert_rows(engine)
     _make_future(engine)
     before = _snapshot(engine)
@@ -120,11 +103,10 @@ def test_a_database_from_a_newer_version_is_refused_and_left_as_it_was(engine: E
 
 def test_a_newer_sqlite_file_is_not_even_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "newer.sqlite"
-    store = open_engine(path)
-    _build_at(store.engine, "head")
-    _insert_rows(store.engine)
-    _make_future(store.engine)
-    store.engine.dispose()
+    with package_engine(path) as engine:
+        migrate_engine(engine, "head")
+        _insert_rows(engine)
+        _make_future(engine)
     before = fingerprint(path)
     with pytest.raises(SchemaTooNewError, match=str(path)):
         CacheRepository(path)
