@@ -25,7 +25,7 @@ from .core.validation import renamed_argument
 from .fastpath.opening import Resolved, open_database
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .migrations.revisions import HEAD_REVISION
-from .rules.flight import Fetched
+from .rules.flight import Fetched, Key
 from .rules.operations import KeyListing, Operations, Options, check_options, documented_by
 
 if TYPE_CHECKING:
@@ -286,6 +286,16 @@ class _BlockingRuntime:
         finally:
             stop.set()
             renewer.join()
+
+    # Threads of one process agree through the database's claim, as processes do.
+    def in_flight(self, key: Key) -> bool:
+        return False
+
+    async def join(self, key: Key, wait: float) -> CachedResponse:
+        raise RuntimeError("the blocking runtime shares no flight in process")
+
+    async def lead(self, key: Key, flight: Coroutine[Any, Any, CachedResponse]) -> CachedResponse:
+        return await flight
 
 
 class _BlockingLock:

@@ -6,10 +6,21 @@ until ``advance``d or ``set``.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "FrozenClock", "FROZEN_AT", "epoch_seconds", "epoch_millis", "utc_datetime"]
+__all__ = [
+    "Clock",
+    "FrozenClock",
+    "FROZEN_AT",
+    "epoch_seconds",
+    "epoch_millis",
+    "utc_datetime",
+    "clock_now",
+    "clock_seconds",
+    "clock_millis",
+]
 
 #: A clock returns the current time as an aware datetime (naive is taken as UTC).
 Clock = Callable[[], datetime]
@@ -50,6 +61,21 @@ def epoch_millis(moment: datetime) -> int:
     """Whole epoch milliseconds of ``moment`` (exact: no float), for leases of a few seconds;
     a naive datetime is taken as UTC."""
     return (_aware(moment) - _EPOCH) // _MILLISECOND
+
+
+def clock_now(clock: Clock | None) -> datetime:
+    """Now by ``clock`` (``None``: the system's), aware UTC."""
+    return datetime.now(timezone.utc) if clock is None else _aware(clock())
+
+
+def clock_seconds(clock: Clock | None) -> int:
+    """Now by ``clock`` in whole epoch seconds, as rows store times."""
+    return int(time.time()) if clock is None else epoch_seconds(clock())
+
+
+def clock_millis(clock: Clock | None) -> int:
+    """Now by ``clock`` in epoch milliseconds, as claims store their leases."""
+    return time.time_ns() // 1_000_000 if clock is None else epoch_millis(clock())
 
 
 class FrozenClock:

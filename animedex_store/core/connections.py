@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from ..errors import StoreError
 from .compiled import Compiled, StatementSet
 
-__all__ = ["Connections", "BlockingConnections", "ClosedConnections", "Database"]
+__all__ = ["Connections", "BlockingConnections", "AsyncConnections", "ClosedConnections", "Database"]
 
 
 class Connections:
@@ -56,29 +56,38 @@ class BlockingConnections(Connections):
         raise NotImplementedError
 
 
+class AsyncConnections(Connections):
+    """Connections that await (a thread, or a native async driver); closing awaits too."""
+
+    async def close(self) -> None:
+        """Release the connection(s) and whatever was opened for them."""
+        raise NotImplementedError
+
+
 class ClosedConnections(BlockingConnections):
     """What a closed repository holds: every call raises a clear error."""
 
     def __init__(self, target: str) -> None:
         self.target = target
 
-    def _refuse(self) -> NoReturn:
+    def refuse(self) -> NoReturn:
+        """Raise the :class:`StoreError` of a call on a closed repository."""
         raise StoreError(f"the repository on {self.target} is closed", target=self.target)
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        self._refuse()
+        self.refuse()
 
     async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        self._refuse()
+        self.refuse()
 
     async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
-        self._refuse()
+        self.refuse()
 
     async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        self._refuse()
+        self.refuse()
 
     async def vacuum(self) -> int | None:
-        self._refuse()
+        self.refuse()
 
     def close(self) -> None:
         pass

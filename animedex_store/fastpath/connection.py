@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable
 
 from ..core.compiled import Compiled
@@ -31,11 +32,15 @@ class SharedSqliteConnection(BlockingConnections):
 
     ``release`` runs on :meth:`close`: closing the connection on the fast path,
     or returning it to its engine and disposing the engine on the slow path.
+    ``path`` is the file's; ``None`` in memory.
     """
 
-    def __init__(self, connection: sqlite3.Connection, target: str, release: Callable[[], None]) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, target: str, release: Callable[[], None], path: Path | None = None
+    ) -> None:
         self.conn = connection
         self.target = target
+        self.path = path
         self.lock = threading.Lock()
         self._release = release
 

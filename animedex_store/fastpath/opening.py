@@ -15,9 +15,11 @@ called), so the fast path never imports upward.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Union
 
+from ..core.compiled import Compiled
 from ..core.connections import Database
 from . import statements
 from .connection import SharedSqliteConnection
@@ -28,10 +30,19 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.engine import URL
 
-__all__ = ["VERSION_TABLE", "SlowPath", "open_database", "sqlite_database", "read_revision"]
+__all__ = [
+    "VERSION_TABLE",
+    "READ_REVISION",
+    "SlowPath",
+    "open_database",
+    "sqlite_database",
+    "read_revision",
+    "revision_of",
+]
 
 VERSION_TABLE = "alembic_version"
-_READ_REVISION = f"SELECT version_num FROM {VERSION_TABLE}"  # constant SQL
+#: The revision a database is at (constant SQL; :func:`revision_of` reads its rows).
+READ_REVISION = Compiled(f"SELECT version_num FROM {VERSION_TABLE}", tuple)
 
 #: What opens every target the fast path does not: ``slow_path(resolved, migrate=..., timeout=...)``.
 SlowPath = Callable[..., Database]
@@ -44,11 +55,16 @@ def read_revision(dbapi_connection: Any) -> str | None:
     exactly one. Driver errors (no such table, not a database, locked) propagate."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(_READ_REVISION)
+        cursor.execute(READ_REVISION.sql)
         rows = cursor.fetchall()
     finally:
         cursor.close()
-    return rows[0][0] if len(rows) == 1 else None
+    return revision_of(rows)
+
+
+def revision_of(rows: Sequence[Sequence[Any]]) -> str | None:
+    """The revision :data:`READ_REVISION`'s ``rows`` say; ``None`` unless there is exactly one."""
+    return str(rows[0][0]) if len(rows) == 1 else None
 
 
 def open_database(target: Target, *, migrate: bool, timeout: float, head: str, slow_path: SlowPath) -> Database:
@@ -62,9 +78,10 @@ def open_database(target: Target, *, migrate: bool, timeout: float, head: str, s
     return slow_path(resolved, migrate=migrate, timeout=timeout)
 
 
-def sqlite_database(connection: sqlite3.Connection, target: str) -> Database:
-    """A repository's database on an open, configured ``sqlite3`` connection already at head."""
-    return SharedSqliteConnection(connection, target, connection.close), statements
+def sqlite_database(connection: sqlite3.Connection, target: str, path: Path | None = None) -> Database:
+    """A repository's database on an open, configured ``sqlite3`` connection already at head
+    (``path``: its file; ``None`` in memory)."""
+    return SharedSqliteConnection(connection, target, connection.close, path), statements
 
 
 def _open_current_file(path: Path, timeout: float, head: str) -> Database | None:
@@ -81,4 +98,4 @@ def _open_current_file(path: Path, timeout: float, head: str) -> Database | None
     if not at_head:
         connection.close()
         return None
-    return sqlite_database(connection, str(path))
+    return sqlite_database(connection, str(path), path)

@@ -20,23 +20,34 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
 
+from ..core.compiled import StatementSet
 from ..core.connections import Database
-from ..errors import MigrationError, SchemaBehindError, StoreError, driver_message, store_error
+from ..errors import (
+    ConnectionFailedError,
+    MigrationError,
+    SchemaBehindError,
+    StoreError,
+    driver_message,
+    store_error,
+)
 from ..fastpath import statements as sqlite_statements
-from ..fastpath.opening import read_revision
+from ..fastpath.opening import READ_REVISION, read_revision, revision_of
 from ..fastpath.sqlite_file import connect_memory
 from ..fastpath.targets import DEFAULT_TIMEOUT_SECONDS
-from ..sql.engine import StoreEngine, enable_wal, open_engine
-from ..sql.servers import connections_for
+from ..sql.engine import StoreEngine, enable_wal, open_engine, target_name
+from ..sql.servers import AsyncServerConnections, connections_for
 from ..sql.statements import Statements
 from .adoption import adopt_legacy, current_revision
 from .lock import schema_lock
 from .revisions import HEAD_REVISION, Progress, alembic_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "open_migrated",
@@ -45,6 +56,8 @@ __all__ = [
     "read_revision_fast",
     "locked_and_adopted",
     "migrated_memory_database",
+    "migrate_connection",
+    "open_server_async",
 ]
 
 
@@ -147,7 +160,16 @@ def ensure_schema(engine: Engine, target: str, *, migrate: bool = True, progress
     """
     if read_revision_fast(engine) == HEAD_REVISION:
         return False
-    with engine.connect() as connection, locked_and_adopted(connection, target, writes=migrate) as stamped:
+    with engine.connect() as connection:
+        return migrate_connection(connection, target, migrate=migrate, progress=progress)
+
+
+def migrate_connection(
+    connection: Connection, target: str, *, migrate: bool = True, progress: Progress | None = None
+) -> bool:
+    """:func:`ensure_schema` on an open connection, under the migration lock: what an async
+    repository runs through ``AsyncConnection.run_sync`` on its async driver."""
+    with locked_and_adopted(connection, target, writes=migrate) as stamped:
         current = current_revision(connection)
         if current == HEAD_REVISION:
             return False
@@ -175,3 +197,62 @@ def ensure_schema(engine: Engine, target: str, *, migrate: bool = True, progress
             message = f"migrating {target} to {HEAD_REVISION} failed and {outcome}: {driver_message(exc)}"
             raise MigrationError(message, target=target) from exc
     return True
+
+
+async def open_server_async(
+    target: URL | AsyncEngine, *, migrate: bool, max_connections: int
+) -> tuple[AsyncServerConnections, StatementSet]:
+    """The async repository's connections to a server (a URL of any driver's spelling, or a caller's
+    ``AsyncEngine``) and their statements, the database brought to head unless ``migrate=False``.
+
+    One query on ``alembic_version`` on the async driver. A database behind
+    head is migrated by the same code as the sync side, through SQLAlchemy's
+    ``run_sync`` on the async driver: for a URL on a thread with an event loop of
+    its own (Alembic's work does not run on the caller's loop), for a caller's
+    engine on its own loop (its pool belongs there).
+    """
+    import asyncio
+
+    from ..sql.async_drivers import EngineDriver, driver_for
+
+    slots = asyncio.Semaphore(max_connections)
+    if isinstance(target, URL):
+        driver: Any = driver_for(target)
+        connections = AsyncServerConnections(driver, target_name(target), sleep=asyncio.sleep, slots=slots)
+    else:
+        driver = EngineDriver(target)
+        connections = AsyncServerConnections(driver, target_name(target.sync_engine), sleep=asyncio.sleep, slots=slots)
+    try:
+        revision: str | None = revision_of(await connections.fetchall(READ_REVISION, ()))
+    except ConnectionFailedError:
+        raise
+    except StoreError:  # no alembic_version table (yet): the locked path decides
+        revision = None
+    if revision != HEAD_REVISION:
+        migration = _migrate_on_async_engine(target, driver, connections.target, migrate)
+        if isinstance(target, URL):
+            await asyncio.to_thread(asyncio.run, migration)
+        else:
+            await migration
+    return connections, Statements.for_dialect(driver.sa_dialect)
+
+
+async def _migrate_on_async_engine(target: URL | AsyncEngine, driver: Any, name: str, migrate: bool) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = (
+        create_async_engine(driver.url, poolclass=NullPool, async_creator=driver.native_connect)
+        if isinstance(target, URL)
+        else target
+    )
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(migrate_connection, name, migrate=migrate)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise store_error(exc, name) from exc
+    finally:
+        if engine is not target:
+            await engine.dispose()

@@ -50,16 +50,14 @@ from typing import Any, Protocol, Union
 from ..core.response import CachedResponse
 from ..core.validation import check_payload
 from ..errors import FetchTimeoutError, StoreError
-from .runtime import Runtime
+from .runtime import Key, Runtime
 
-__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "Flight", "FlightStore", "Key"]
+__all__ = ["Fetched", "FIRST_POLL_SECONDS", "LAST_POLL_SECONDS", "Flight", "FlightStore", "Key", "timed_out"]
 
 #: What ``fetch()`` returns: the payload, or the payload and its response headers.
 #: ``Union``, not ``|``: a module-level alias is evaluated at import, and the package runs on Python 3.9
 #: (README, "Supported Pythons and platforms").
 Fetched = Union[bytes, bytearray, memoryview, tuple[bytes, Mapping[str, str]]]  # noqa: UP007
-#: ``(backend, signature)``.
-Key = tuple[str, str]
 
 #: A waiter's first pause between two looks at the row; each pause doubles up to :data:`LAST_POLL_SECONDS`.
 FIRST_POLL_SECONDS = 0.01
@@ -132,7 +130,7 @@ class Flight:
                 return stale  # another caller is refreshing it
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._timed_out(wait)
+                raise timed_out(self.store.target, self.key, wait)
             await self.runtime.sleep(min(pause, remaining))
             pause = min(pause * 2, LAST_POLL_SECONDS)
             found = await self.store.read(self.key)
@@ -172,17 +170,18 @@ class Flight:
     async def _renew(self) -> bool:
         return await self.store.renew(self.key, self.holder, self.lease_ms)
 
-    def _timed_out(self, wait: float) -> FetchTimeoutError:
-        backend, signature = self.key
-        target = self.store.target
-        return FetchTimeoutError(
-            f"{target}: waited {wait:g} s for another caller's fetch of {backend!r}, {signature!r} and gave up "
-            "(nothing was fetched or stored by this call); raise wait_seconds, or pass serve_stale=True "
-            "to get the expired row meanwhile",
-            target=target,
-            backend=backend,
-            signature=signature,
-        )
+
+def timed_out(target: str, key: Key, wait: float) -> FetchTimeoutError:
+    """The error of a caller that waited ``wait`` seconds for another's fetch of ``key`` and gave up."""
+    backend, signature = key
+    return FetchTimeoutError(
+        f"{target}: waited {wait:g} s for another caller's fetch of {backend!r}, {signature!r} and gave up "
+        "(nothing was fetched or stored by this call); raise wait_seconds, or pass serve_stale=True "
+        "to get the expired row meanwhile",
+        target=target,
+        backend=backend,
+        signature=signature,
+    )
 
 
 def _split(fetched: object) -> tuple[bytes, Mapping[str, str] | None]:

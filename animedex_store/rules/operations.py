@@ -12,12 +12,11 @@ document their methods with the docstrings written here. Standard library only.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ..core.clock import Clock, epoch_millis, epoch_seconds, utc_datetime
+from ..core.clock import Clock, clock_millis, clock_now, clock_seconds, epoch_seconds, utc_datetime
 from ..core.codecs import check_compression, decode, encode
 from ..core.compiled import Compiled, StatementSet
 from ..core.connections import Connections
@@ -36,7 +35,7 @@ from ..core.validation import (
     check_ttl,
     encode_headers,
 )
-from .flight import Flight, Key
+from .flight import Flight, Key, timed_out
 from .runtime import Runtime
 from .size_cap import SizeCap, check_max_bytes
 
@@ -45,7 +44,16 @@ if TYPE_CHECKING:
 
     from ..core.stats import CacheStats
 
-__all__ = ["Operations", "Options", "KeyListing", "PURGE_BATCH", "check_options", "documented_by"]
+__all__ = [
+    "Operations",
+    "Options",
+    "KeyListing",
+    "KeyQuery",
+    "PURGE_BATCH",
+    "check_options",
+    "documented_by",
+    "key_query",
+]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,21 +127,14 @@ class Operations:
     def now(self) -> datetime:
         """The current time by the repository's clock (aware UTC): a row with ``expires_at`` at or
         before it reads as missing. Adapters that store absolute expiry times convert them with it."""
-        if self.clock is None:
-            return datetime.now(timezone.utc)
-        moment = self.clock()
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+        return clock_now(self.clock)
 
     def now_seconds(self) -> int:
-        if self.clock is None:
-            return int(time.time())
-        return epoch_seconds(self.clock())
+        return clock_seconds(self.clock)
 
     def now_ms(self) -> int:
         """Now in epoch milliseconds, by the same clock: ``get_or_fetch``'s leases last seconds."""
-        if self.clock is None:
-            return time.time_ns() // 1_000_000
-        return epoch_millis(self.clock())
+        return clock_millis(self.clock)
 
     # -- writes ---------------------------------------------------------------
     async def set(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> None:
@@ -285,16 +286,16 @@ class Operations:
         found = await self.get_with_meta(backend, signature, include_expired=True)  # checks the key
         if found is not None and not found.is_stale:
             return found  # a hit: one read, nothing else
-        flight = Flight(
-            self.flights,
-            self.runtime,
-            (backend, signature),
-            fetch,
-            ttl=ttl,
-            serve_stale=serve_stale,
-            lease_seconds=lease,
-        )
-        return await flight.run(wait, found)
+        key = (backend, signature)
+        if self.runtime.in_flight(key):  # a caller of this process is on it: share its flight
+            if serve_stale and found is not None:
+                return found
+            try:
+                return await self.runtime.join(key, wait)
+            except TimeoutError:
+                raise timed_out(self.target, key, wait) from None
+        flight = Flight(self.flights, self.runtime, key, fetch, ttl=ttl, serve_stale=serve_stale, lease_seconds=lease)
+        return await self.runtime.lead(key, flight.run(wait, found))
 
     async def delete(self, backend: str, signature: str) -> bool:
         """Delete one row, expired or not; ``True`` if it existed."""
@@ -391,14 +392,18 @@ class Operations:
         or deleted meanwhile are seen or not, never twice. Ordered by expiry, the index
         ``ix_cache_rows_backend_expires_at`` reads only the rows returned.
         """
-        check_key("backend", backend)
-        expired, bound = self._expiry_bound(include_expired, expired_only, as_of)
-        order = check_choice("order_by", order_by, KEY_ORDERS)
-        page_size = check_count("page_size", page_size)
-        remaining = None if limit is None else check_count("limit", limit)
-        return KeyListing(
-            self, backend, bound, KeyPage(order, bool(descending), expired, after=False), page_size, remaining
+        query = key_query(
+            self.clock,
+            backend,
+            include_expired=include_expired,
+            expired_only=expired_only,
+            as_of=as_of,
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            page_size=page_size,
         )
+        return KeyListing(self, query)
 
     async def count(
         self, backend: str, *, include_expired: bool = False, expired_only: bool = False, as_of: datetime | None = None
@@ -406,7 +411,7 @@ class Operations:
         """How many rows :meth:`keys` would list with the same arguments; one query, through the
         index ``ix_cache_rows_backend_expires_at``."""
         check_key("backend", backend)
-        expired, bound = self._expiry_bound(include_expired, expired_only, as_of)
+        expired, bound = _expiry_bound(self.clock, include_expired, expired_only, as_of)
         row = await self.db.fetchone(self.sql.count_expired if expired else self.sql.count_live, (backend, bound))
         return int(row[0]) if row is not None else 0
 
@@ -422,13 +427,6 @@ class Operations:
             rows = await self.db.fetchall(self.sql.present_many(size), (backend, *chunk))
             present.update(signature for signature, expires_at, _size in rows if expires_at > bound)
         return frozenset(present)
-
-    def _expiry_bound(self, include_expired: bool, expired_only: bool, as_of: datetime | None) -> tuple[bool, int]:
-        """``(expired, bound)``: rows with ``expires_at <= bound`` if ``expired``, else ``> bound``."""
-        moment = self.now_seconds() if as_of is None else epoch_seconds(check_moment("as_of", as_of))
-        if expired_only:
-            return True, moment
-        return False, EVERY_ROW if include_expired else moment
 
     async def get_with_meta(
         self, backend: str, signature: str, *, include_expired: bool = False
@@ -485,19 +483,58 @@ class Operations:
         return CacheStats.from_backends(backends, claims_held=int(held[0]) if held else 0)
 
 
-class KeyListing:
-    """The pages of one :meth:`Operations.keys` call, its arguments already checked: each
-    :meth:`next_page` is one query continuing after the last row of the page before."""
+def _expiry_bound(
+    clock: Clock | None, include_expired: bool, expired_only: bool, as_of: datetime | None
+) -> tuple[bool, int]:
+    """``(expired, bound)``: rows with ``expires_at <= bound`` if ``expired``, else ``> bound``."""
+    moment = clock_seconds(clock) if as_of is None else epoch_seconds(check_moment("as_of", as_of))
+    if expired_only:
+        return True, moment
+    return False, EVERY_ROW if include_expired else moment
 
-    def __init__(
-        self, operations: Operations, backend: str, bound: int, page: KeyPage, page_size: int, remaining: int | None
-    ) -> None:
+
+class KeyQuery(NamedTuple):
+    """What one ``keys`` call lists, checked: the first page's values and variant, how many per page."""
+
+    backend: str
+    bound: int
+    page: KeyPage
+    page_size: int
+    limit: int | None
+
+
+def key_query(
+    clock: Clock | None,
+    backend: str,
+    *,
+    include_expired: bool = False,
+    expired_only: bool = False,
+    as_of: datetime | None = None,
+    order_by: str = "signature",
+    descending: bool = False,
+    limit: int | None = None,
+    page_size: int = 1_000,
+) -> KeyQuery:
+    """:meth:`Operations.keys`' arguments checked, with no database: a repository not open yet checks them too."""
+    check_key("backend", backend)
+    expired, bound = _expiry_bound(clock, include_expired, expired_only, as_of)
+    order = check_choice("order_by", order_by, KEY_ORDERS)
+    page_size = check_count("page_size", page_size)
+    remaining = None if limit is None else check_count("limit", limit)
+    return KeyQuery(backend, bound, KeyPage(order, bool(descending), expired, after=False), page_size, remaining)
+
+
+class KeyListing:
+    """The pages of one :meth:`Operations.keys` call: each :meth:`next_page` is one query continuing
+    after the last row of the page before."""
+
+    def __init__(self, operations: Operations, query: KeyQuery) -> None:
         self._operations = operations
-        self._values: tuple[Any, ...] = (backend, bound, None, None)
-        self._page = page
-        self._page_size = page_size
-        self._remaining = remaining
-        self._done = remaining == 0
+        self._values: tuple[Any, ...] = (query.backend, query.bound, None, None)
+        self._page = query.page
+        self._page_size = query.page_size
+        self._remaining = query.limit
+        self._done = False
 
     async def next_page(self) -> list[StoredKey] | None:
         """The next page of keys; ``None`` once every key was listed."""

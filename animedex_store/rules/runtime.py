@@ -9,9 +9,15 @@ the calling thread and renews a claim from a thread; the asynchronous one of
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Runtime", "Lock"]
+if TYPE_CHECKING:
+    from ..core.response import CachedResponse
+
+__all__ = ["Runtime", "Lock", "Key"]
+
+#: ``(backend, signature)``.
+Key = tuple[str, str]
 
 
 class Lock(Protocol):
@@ -23,7 +29,8 @@ class Lock(Protocol):
 
 
 class Runtime(Protocol):
-    """Waiting, mutual exclusion, and calling a user's ``fetch`` while its claim is kept alive."""
+    """Waiting, mutual exclusion, calling a user's ``fetch`` while its claim is kept alive, and
+    sharing one key's flight among the callers of one process that can share it."""
 
     def new_lock(self) -> Lock:
         """A new lock for one piece of shared state (the size cap's running total)."""
@@ -36,3 +43,12 @@ class Runtime(Protocol):
     ) -> Any:
         """``fetch()``'s result (awaited if it is awaitable), calling ``renew()`` every ``every``
         seconds while it runs, until ``renew()`` says ``False`` (the claim was lost)."""
+
+    def in_flight(self, key: Key) -> bool:
+        """Whether a flight of ``key`` started here (:meth:`lead`) is under way, for callers to join."""
+
+    async def join(self, key: Key, wait: float) -> CachedResponse:
+        """The result of the flight of ``key`` under way; ``TimeoutError`` after ``wait`` seconds."""
+
+    async def lead(self, key: Key, flight: Coroutine[Any, Any, CachedResponse]) -> CachedResponse:
+        """``flight``'s result, which the callers that :meth:`join` meanwhile share."""

@@ -65,8 +65,10 @@ def driver_for(url: URL) -> AsyncpgDriver | AsyncmyDriver:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"the async repository on {url.get_backend_name()} needs {module}: "
-                          f"pip install 'animedex-store[{extra}]' ({exc})") from exc
+        raise ImportError(
+            f"the async repository on {url.get_backend_name()} needs {module}: "
+            f"pip install 'animedex-store[{extra}]' ({exc})"
+        ) from exc
     return AsyncpgDriver(url) if module == "asyncpg" else AsyncmyDriver(url)
 
 
@@ -86,6 +88,7 @@ class AsyncpgDriver:
     def __init__(self, url: URL) -> None:
         import asyncpg
 
+        self.url = url
         self.sa_dialect, keywords = _connect_arguments(url)
         # libpq's "options" (the test sandboxes' search_path) are server settings to asyncpg.
         options = keywords.pop("options", None)
@@ -104,8 +107,12 @@ class AsyncpgDriver:
         self._asyncpg = asyncpg
         self.error = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
+    async def native_connect(self, *, autocommit: bool = True) -> Any:
+        """A new asyncpg connection (outside a ``transaction()`` block every statement commits)."""
+        return await self._asyncpg.connect(**self._keywords)
+
     async def connect(self, *, autocommit: bool = False) -> Any:
-        return await self._asyncpg.connect(**self._keywords)  # autocommit outside a transaction() block
+        return await self.native_connect()
 
     async def run(self, connection: Any, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
         if kind == "many":
@@ -150,18 +157,23 @@ class AsyncmyDriver:
         import asyncmy
         from asyncmy.constants import CLIENT
 
+        self.url = url
         self.sa_dialect, keywords = _connect_arguments(url)
         keywords["client_flag"] = int(keywords.get("client_flag", 0)) | CLIENT.FOUND_ROWS
         keywords.setdefault("charset", "utf8mb4")
         keywords["init_command"] = _READ_COMMITTED
-        keywords["autocommit"] = True
+        keywords.pop("autocommit", None)
         self._keywords = keywords
         self._asyncmy = asyncmy
         self.dialect = url.get_backend_name()
         self.error = (asyncmy.errors.MySQLError, OSError)
 
+    async def native_connect(self, *, autocommit: bool = True) -> Any:
+        """A new asyncmy connection, in autocommit unless told otherwise (a migration's)."""
+        return await self._asyncmy.connect(**self._keywords, autocommit=autocommit)
+
     async def connect(self, *, autocommit: bool = False) -> _Cursored:
-        connection = await self._asyncmy.connect(**self._keywords)
+        connection = await self.native_connect()
         return _Cursored(connection, connection.cursor())
 
     async def run(self, held: _Cursored, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from ..core.compiled import Compiled
-from ..core.connections import BlockingConnections, Connections
+from ..core.connections import AsyncConnections, BlockingConnections, Connections
 from ..errors import StoreError, UnstorableValueError, is_deadlock, store_error
 from ..fastpath.connection import SharedSqliteConnection
 from .engine import StoreEngine
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Driver",
     "ServerConnections",
+    "AsyncServerConnections",
     "PooledConnections",
     "HeldServerConnections",
     "DEADLOCK_ATTEMPTS",
@@ -259,6 +260,13 @@ class ServerConnections(Connections):
         self._close_idle()
 
 
+class AsyncServerConnections(ServerConnections, AsyncConnections):
+    """Server connections of a native async driver (or a caller's ``AsyncEngine``)."""
+
+    async def close(self) -> None:
+        self.discard_all()
+
+
 class _Held(NamedTuple):
     """A pooled DB-API connection and its cursor; ``autocommit``: switched to it by us."""
 
@@ -368,5 +376,6 @@ def connections_for(store: StoreEngine) -> BlockingConnections:
             pooled.close()
             store.dispose()
 
-        return SharedSqliteConnection(cast(sqlite3.Connection, pooled.driver_connection), store.target, release)
+        connection = cast(sqlite3.Connection, pooled.driver_connection)
+        return SharedSqliteConnection(connection, store.target, release, store.path)
     return HeldServerConnections(store) if store.owns_engine else PooledConnections(store)

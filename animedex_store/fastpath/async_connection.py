@@ -1,0 +1,99 @@
+"""Blocking connections under :class:`~animedex_store.AsyncCacheRepository`, kept off its event loop.
+
+* :class:`ThreadedConnections`: every call of a blocking connections object runs
+  on a thread of the repository's own, one at a time (a caller's sync server
+  ``Engine``), so nothing that can wait runs on the loop.
+* :class:`SqliteFileConnections`: a SQLite file. Writes, batches and vacuum run
+  on that thread, on the connection the sync open path made (busy timeout as
+  configured: waiting for another process's write lock happens there). Reads
+  run inline on the loop through a second connection whose busy timeout is
+  zero: in WAL mode a read never waits for a writer, and a thread hop costs
+  several times the read; if SQLite still reports busy (a file not in WAL, a
+  recovery), that read goes to the thread instead.
+
+An in-memory database needs neither: no other connection can lock it, so the
+async repository runs on its blocking connection directly. Standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ..core.blocking import run_blocking
+from ..core.compiled import Compiled
+from ..core.connections import AsyncConnections, BlockingConnections
+from ..errors import DatabaseLockedError
+from .connection import SharedSqliteConnection
+from .sqlite_file import connect
+
+__all__ = ["ThreadedConnections", "SqliteFileConnections"]
+
+T = TypeVar("T")
+
+
+class ThreadedConnections(AsyncConnections):
+    """``blocking``'s calls on a thread of their own, one at a time."""
+
+    def __init__(self, blocking: BlockingConnections) -> None:
+        self.blocking = blocking
+        self.target = blocking.target
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="animedex-store")
+
+    async def _on_thread(self, operation: Coroutine[Any, Any, T]) -> T:
+        # A cancelled caller stops waiting; the call itself finishes on the thread (a batch
+        # commits whole), and the next call queues behind it.
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run_blocking, operation)
+
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        return await self._on_thread(self.blocking.fetchone(statement, values))
+
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        return await self._on_thread(self.blocking.fetchall(statement, values))
+
+    async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+        return await self._on_thread(self.blocking.execute(statement, values))
+
+    async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+        return await self._on_thread(self.blocking.executemany(statement, rows))
+
+    async def vacuum(self) -> int | None:
+        return await self._on_thread(self.blocking.vacuum())
+
+    async def close(self) -> None:
+        """Close the blocking connections on their thread (after any call still running), then the thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._thread, self.blocking.close)
+        finally:
+            self._thread.shutdown(wait=False)
+
+
+class SqliteFileConnections(ThreadedConnections):
+    """A SQLite file: writes on the thread, reads inline through a connection that never waits."""
+
+    blocking: SharedSqliteConnection
+
+    def __init__(self, writer: SharedSqliteConnection) -> None:
+        super().__init__(writer)
+        assert writer.path is not None
+        reader = connect(writer.path, timeout=0, create=False)
+        self._reader = SharedSqliteConnection(reader, writer.target, reader.close, writer.path)
+
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        try:
+            return self._reader.read_one(statement, values)
+        except DatabaseLockedError:  # it would have had to wait: on the thread, with the busy timeout
+            return await super().fetchone(statement, values)
+
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        try:
+            return self._reader.read_all(statement, values)
+        except DatabaseLockedError:
+            return await super().fetchall(statement, values)
+
+    async def close(self) -> None:
+        self._reader.close()
+        await super().close()
