@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.clock import Clock, clock_now
 from .core.compiled import StatementSet
-from .core.connections import AsyncConnections, BlockingConnections, ClosedConnections, Connections
+from .core.connections import AsyncConnections, BlockingConnections, ClosedConnections, Connections, Database
 from .core.response import CachedResponse, StoredKey
 from .core.validation import check_count, renamed_argument
 from .fastpath.async_connection import SqliteFileConnections, ThreadedConnections
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from .core.stats import CacheStats
 
-__all__ = ["AsyncCacheRepository", "DEFAULT_MAX_CONNECTIONS"]
+__all__ = ["AsyncCacheRepository", "DEFAULT_MAX_CONNECTIONS", "async_repository_on", "close_outside_loop"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 #: Server connections an async repository opens at most (a SQLite file uses two).
@@ -81,6 +81,7 @@ class AsyncCacheRepository:
         self._max_connections = check_count("max_connections", max_connections)
         self._target, self._migrate, self._timeout = target, migrate, timeout
         self._ops: Operations | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it opened on
         self._opening: asyncio.Task[Operations] | None = None
         self._closed = False
         self.target: str | None = None  #: the database's name (path, or URL with the password masked) once open
@@ -111,6 +112,7 @@ class AsyncCacheRepository:
         )
         self._ops = Operations(connections, statements, self._options, _AsyncRuntime())
         self.target = connections.target
+        self._loop = asyncio.get_running_loop()
         return self._ops
 
     async def close(self) -> None:
@@ -274,6 +276,31 @@ class AsyncCacheRepository:
     @documented_by(Operations.now)
     def now(self) -> datetime:
         return clock_now(self._options.clock)
+
+
+def async_repository_on(database: Database, *, clock: Clock | None = None) -> AsyncCacheRepository:
+    """An async repository on a blocking database already open at head (in memory: nothing on it
+    waits), ready without an ``await``, for any event loop; the pytest plugin's per-test copies.
+    Not public API."""
+    repository = AsyncCacheRepository(clock=clock)
+    blocking, statements = database
+    repository._ops = Operations(blocking, statements, repository._options, _AsyncRuntime())
+    repository.target = blocking.target
+    return repository
+
+
+def close_outside_loop(repository: AsyncCacheRepository) -> None:
+    """Close ``repository`` from synchronous code (a fixture's teardown): blocking connections at
+    once, the others on the loop they opened on while it can still run, else as far as can be
+    without it (a server's sockets are closed when they are collected)."""
+    loop = repository._loop
+    if loop is not None and not loop.is_closed() and not loop.is_running():
+        loop.run_until_complete(repository.close())
+        return
+    operations, repository._ops = repository._ops, None
+    repository._closed = True
+    if operations is not None and isinstance(operations.db, BlockingConnections):
+        operations.db.close()
 
 
 async def _open_connections(

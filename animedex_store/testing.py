@@ -5,14 +5,18 @@
   head using ``frozen_clock``, isolated per test. The schema is migrated once
   per process into a template (the only moment SQLAlchemy and Alembic load)
   and copied with SQLite's backup API per test.
+* ``async_cache_repository``: the same as an
+  :class:`~animedex_store.AsyncCacheRepository`, ready without an ``await``: a
+  plain fixture, so it works under pytest-asyncio (strict or auto mode) and
+  anyio's pytest plugin alike; the test's event loop runs it.
 
 Importing this module (pytest does in every run where the package is
 installed) loads no SQLAlchemy.
 
-``--animedex-store-url URL`` (or ``$ANIMEDEX_STORE_TEST_URL``) runs
-``cache_repository`` on a PostgreSQL or MariaDB/MySQL server instead: each
-test gets its own new schema (PostgreSQL) or database (MariaDB/MySQL),
-migrated on open and dropped afterwards.
+``--animedex-store-url URL`` (or ``$ANIMEDEX_STORE_TEST_URL``) runs both
+fixtures on a PostgreSQL or MariaDB/MySQL server instead: each test gets its
+own new schema (PostgreSQL) or database (MariaDB/MySQL), migrated on open (the
+async one on its first call, in the test's loop) and dropped afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -29,7 +34,19 @@ from .fastpath.sqlite_file import connect_memory
 from .fastpath.targets import MEMORY_TARGET_NAME
 from .repository import CacheRepository, repository_on
 
-__all__ = ["FrozenClock", "FROZEN_AT", "TEST_URL_ENV_VAR", "frozen_clock", "cache_repository", "animedex_store_url"]
+if TYPE_CHECKING:
+    from .async_repository import AsyncCacheRepository
+    from .core.connections import Database
+
+__all__ = [
+    "FrozenClock",
+    "FROZEN_AT",
+    "TEST_URL_ENV_VAR",
+    "frozen_clock",
+    "cache_repository",
+    "async_cache_repository",
+    "animedex_store_url",
+]
 
 #: Environment variable naming the server ``cache_repository`` runs on (the option wins).
 TEST_URL_ENV_VAR = "ANIMEDEX_STORE_TEST_URL"
@@ -57,11 +74,16 @@ def _template_database() -> sqlite3.Connection:
     return _template
 
 
-def fresh_memory_repository(clock: FrozenClock) -> CacheRepository:
-    """A repository on a new in-memory copy of the template; closing it drops the copy."""
+def _fresh_memory_database() -> Database:
+    """A new in-memory copy of the template; closing its connections drops it."""
     connection = connect_memory()
     _template_database().backup(connection)
-    return repository_on(sqlite_database(connection, MEMORY_TARGET_NAME), clock=clock)
+    return sqlite_database(connection, MEMORY_TARGET_NAME)
+
+
+def fresh_memory_repository(clock: FrozenClock) -> CacheRepository:
+    """A repository on a new in-memory copy of the template; closing it drops the copy."""
+    return repository_on(_fresh_memory_database(), clock=clock)
 
 
 @pytest.fixture
@@ -89,3 +111,27 @@ def cache_repository(frozen_clock: FrozenClock, animedex_store_url: str | None) 
         return
     with fresh_memory_repository(frozen_clock) as repository:
         yield repository
+
+
+@pytest.fixture
+def async_cache_repository(frozen_clock: FrozenClock, animedex_store_url: str | None) -> Iterator[AsyncCacheRepository]:
+    """A fresh :class:`~animedex_store.AsyncCacheRepository` at head, on ``frozen_clock``: in memory
+    and usable at once from the test's event loop, or on the ``animedex_store_url`` server in a new
+    schema/database (opened by its first call), dropped afterwards."""
+    from .async_repository import AsyncCacheRepository, async_repository_on, close_outside_loop
+
+    if animedex_store_url is not None:
+        from .sql.sandbox import sandbox
+
+        with sandbox(animedex_store_url) as url:
+            repository = AsyncCacheRepository(url, clock=frozen_clock)
+            try:
+                yield repository
+            finally:
+                close_outside_loop(repository)
+        return
+    repository = async_repository_on(_fresh_memory_database(), clock=frozen_clock)
+    try:
+        yield repository
+    finally:
+        close_outside_loop(repository)

@@ -17,16 +17,18 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic_runner import package_engine
+from async_view import EventLoopThread, SyncView
 from at_head import build_at_head
 from cli_runner import cli_runner
 from click.testing import CliRunner
 from rowdump import plain_engine
 from sqlalchemy import Engine
 
-from animedex_store import CacheRepository, default_cache_path
+from animedex_store import AsyncCacheRepository, CacheRepository, default_cache_path
 from animedex_store.errors import ConnectionFailedError
 from animedex_store.fastpath.targets import URL_ENV_VAR
 from animedex_store.sql.sandbox import sandbox
@@ -114,24 +116,50 @@ def engine(engine_url: str) -> Iterator[Engine]:
         yield engine
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """In a module with ``BOTH_FLAVOURS = True``, every test that opens repositories runs on
+    ``CacheRepository`` and on ``AsyncCacheRepository`` (:mod:`async_view`); elsewhere on the first."""
+    if "flavour" in metafunc.fixturenames:
+        both = getattr(metafunc.module, "BOTH_FLAVOURS", False)
+        metafunc.parametrize("flavour", FLAVOURS if both else FLAVOURS[:1], indirect=True, scope="function")
+
+
+FLAVOURS = ["sync", "async"]
+
+
 @pytest.fixture
-def make_repository(engine_url: str, frozen_clock: FrozenClock) -> Iterator[Callable[..., CacheRepository]]:
-    """Open repositories on ``engine_url`` with ``frozen_clock``; all closed at teardown.
+def flavour(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``"sync"`` or ``"async"``: which repository class ``make_repository`` opens."""
+    return request.param
+
+
+@pytest.fixture
+def make_repository(
+    engine_url: str, frozen_clock: FrozenClock, flavour: str
+) -> Iterator[Callable[..., CacheRepository]]:
+    """Open repositories on ``engine_url`` with ``frozen_clock``; all closed at teardown. With the
+    ``"async"`` flavour, ``AsyncCacheRepository``s seen through :class:`async_view.SyncView`.
 
     The database is built at head first as a real migration builds it (:mod:`at_head`), without
     Alembic in every test."""
     build_at_head(engine_url, SERVER_URLS)
-    opened: list[CacheRepository] = []
+    opened: list[Any] = []
+    loop = EventLoopThread() if flavour == "async" else None
 
     def make(**kwargs) -> CacheRepository:
         kwargs.setdefault("clock", frozen_clock)
-        repository = CacheRepository(engine_url, **kwargs)
+        if loop is None:
+            repository: Any = CacheRepository(engine_url, **kwargs)
+        else:
+            repository = SyncView(AsyncCacheRepository(engine_url, **kwargs), loop)
         opened.append(repository)
         return repository
 
     yield make
     for repository in opened:
         repository.close()
+    if loop is not None:
+        loop.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ from animedex_store.rules import operations
 from animedex_store.sql.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
+#: Each test that opens repositories runs on CacheRepository and AsyncCacheRepository (conftest).
+BOTH_FLAVOURS = True
+
 LONG_KEY = "k" * (KEY_MAX_LENGTH + 1)
 
 

@@ -12,6 +12,9 @@ import pytest
 from animedex_store import CacheRepository
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
+#: Each test that opens repositories runs on CacheRepository and AsyncCacheRepository (conftest).
+BOTH_FLAVOURS = True
+
 #: signature -> (payload size, TTL seconds): sizes and expiries in other orders than the signatures,
 #: with ties on both to show the signature breaks them.
 ROWS = {"a": (30, 300), "b": (10, 100), "c": (20, 100), "d": (10, 50), "e": (40, 0), "f": (20, 400)}

@@ -18,6 +18,9 @@ from animedex_store.errors import UnstorableValueError
 from animedex_store.sql.models import KEY_MAX_LENGTH
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
+#: Each test that opens repositories runs on CacheRepository and AsyncCacheRepository (conftest).
+BOTH_FLAVOURS = True
+
 MakeRepository = Callable[..., CacheRepository]
 
 

@@ -121,6 +121,11 @@ class AsyncpgDriver:
                 await connection.executemany(statement.sql, rows)
             return len(rows)
         parameters = statement.bind(values)
+        if any(type(value) is str and "\x00" in value for value in parameters):
+            # What psycopg says before sending (the server's own words name only the byte).
+            raise self._asyncpg.exceptions.CharacterNotInRepertoireError(
+                "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+            )
         if kind == "one":
             return await connection.fetchrow(statement.sql, *parameters)
         if kind == "all":
