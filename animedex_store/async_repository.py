@@ -82,6 +82,7 @@ class AsyncCacheRepository:
         self._target, self._migrate, self._timeout = target, migrate, timeout
         self._ops: Operations | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop it opened on
+        self._runtime = _AsyncRuntime()
         self._opening: asyncio.Task[Operations] | None = None
         self._closed = False
         self.target: str | None = None  #: the database's name (path, or URL with the password masked) once open
@@ -110,7 +111,7 @@ class AsyncCacheRepository:
         connections, statements = await _open_connections(
             self._target, migrate=self._migrate, timeout=self._timeout, max_connections=self._max_connections
         )
-        self._ops = Operations(connections, statements, self._options, _AsyncRuntime())
+        self._ops = Operations(connections, statements, self._options, self._runtime)
         self.target = connections.target
         self._loop = asyncio.get_running_loop()
         return self._ops
@@ -121,6 +122,7 @@ class AsyncCacheRepository:
         operations, self._ops = self._ops, None
         if operations is None:
             return
+        await self._runtime.stop_flights()  # each gives its claim up first
         connections = operations.db
         operations.db = ClosedConnections(operations.target)
         await _close(connections)
@@ -284,7 +286,7 @@ def async_repository_on(database: Database, *, clock: Clock | None = None) -> As
     Not public API."""
     repository = AsyncCacheRepository(clock=clock)
     blocking, statements = database
-    repository._ops = Operations(blocking, statements, repository._options, _AsyncRuntime())
+    repository._ops = Operations(blocking, statements, repository._options, repository._runtime)
     repository.target = blocking.target
     return repository
 
@@ -343,6 +345,7 @@ class _Shared:
     def __init__(self, task: asyncio.Future[CachedResponse]) -> None:
         self.task = task
         self.waiters = 0
+        self.abandoned = False  # cancelled once its last waiter left: it is unwinding already
 
     async def wait(self, timeout: float | None) -> CachedResponse:
         self.waiters += 1
@@ -357,6 +360,7 @@ class _Shared:
         finally:
             self.waiters -= 1
             if self.waiters == 0 and not self.task.done():
+                self.abandoned = True
                 self.task.cancel()  # nobody wants it any more: the flight releases its claim
 
 
@@ -394,6 +398,14 @@ class _AsyncRuntime:
 
     def in_flight(self, key: Key) -> bool:
         return key in self._flights
+
+    async def stop_flights(self) -> None:
+        """Cancel the flights under way and wait until each has released its claim."""
+        flights = list(self._flights.values())
+        for shared in flights:
+            if not shared.abandoned:  # a second cancellation would cut its release short
+                shared.task.cancel()
+        await asyncio.gather(*(shared.task for shared in flights), return_exceptions=True)
 
     async def join(self, key: Key, wait: float) -> CachedResponse:
         return await self._flights[key].wait(wait)

@@ -115,3 +115,70 @@ def test_cache_repository_is_in_memory_at_head(cache_repository: CacheRepository
 
 def test_frozen_clock_fixture_starts_at_frozen_at(frozen_clock) -> None:
     assert frozen_clock() == FROZEN_AT
+
+
+ASYNC_APPLICATION_TESTS = """
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+{mark}
+async def test_the_first_test_writes_expires_and_fetches(async_cache_repository, frozen_clock):
+    repository = async_cache_repository
+    assert await repository.get("anilist", "shared") is None
+    await repository.set("anilist", "shared", b"x", ttl_seconds=60)
+    assert await repository.get_with_meta("anilist", "shared") == (b"x", {{}}, START)
+    assert [key.signature async for key in repository.keys("anilist")] == ["shared"]
+    frozen_clock.advance(60)
+    assert await repository.get("anilist", "shared") is None
+    assert await repository.purge_expired() == 1
+    calls = []
+
+    async def fetch():
+        calls.append(1)
+        await asyncio.sleep(0)
+        return b"fetched"
+
+    responses = await asyncio.gather(*(repository.get_or_fetch("a", "k", fetch, ttl_seconds=9) for _ in range(5)))
+    assert {{response.payload for response in responses}} == {{b"fetched"}} and calls == [1]
+
+
+{mark}
+async def test_the_second_test_sees_none_of_it(async_cache_repository):
+    assert await async_cache_repository.count("anilist", include_expired=True) == 0
+    assert await async_cache_repository.get("a", "k") is None
+"""
+
+#: How an application's async tests run: pytest-asyncio strict and auto, anyio's plugin alone.
+ASYNC_PLUGINS = {
+    "pytest-asyncio strict": ("@pytest.mark.asyncio", ["-o", "asyncio_mode=strict"]),
+    "pytest-asyncio auto": ("", ["-o", "asyncio_mode=auto"]),
+    "anyio": ("@pytest.mark.anyio", ["-p", "no:asyncio"]),
+}
+
+
+@pytest.mark.parametrize("plugin", ASYNC_PLUGINS)
+def test_the_async_fixture_under_each_async_test_plugin(pytester: pytest.Pytester, plugin: str) -> None:
+    mark, options = ASYNC_PLUGINS[plugin]
+    pytester.makepyfile(test_async_app=ASYNC_APPLICATION_TESTS.format(mark=mark))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *options, timeout=120)
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.server
+def test_the_async_fixture_on_a_server(pytester: pytest.Pytester, server_base_url: str) -> None:
+    mark, options = ASYNC_PLUGINS["pytest-asyncio strict"]
+    pytester.makepyfile(test_async_app=ASYNC_APPLICATION_TESTS.format(mark=mark))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", *options, f"--animedex-store-url={server_base_url}", timeout=120
+    )
+    result.assert_outcomes(passed=2)

@@ -762,3 +762,57 @@ def test_serve_stale_answers_at_once_while_another_process_refreshes(
     assert refresh_still_running  # answered while the other process was still fetching
     (refreshed,) = group.outcomes(1).values()
     assert refreshed[:2] == (f"hot fetched by {read_log(log)[0]['pid']}".encode(), False)
+
+
+# -- lease renewal --------------------------------------------------------------------------------
+
+
+def _wait_for_renewal(database: Engine, clock: FrozenClock, lease_ms: int) -> None:
+    """Poll the claim (deadline: 30 s) until its lease ends more than half a lease after the clock's now."""
+    for _ in range(3_000):
+        held = claims(database)
+        if held and held[0][3] > now_ms(clock) + lease_ms // 2:
+            return
+        time.sleep(0.01)  # polling for the renewal thread's write, not waiting for time to pass
+    raise AssertionError("the holder never renewed its lease")
+
+
+def test_a_fetch_lasting_three_leases_is_fetched_once(
+    make_repository: MakeRepository, frozen_clock: FrozenClock, database: Engine
+) -> None:
+    """While ``fetch()`` runs, its holder renews the lease (a thread, every third of it): another
+    repository, as another process would be, never takes the key over."""
+    holder, other = make_repository(), make_repository()
+    lease = 0.3
+
+    def slow_fetch() -> bytes:
+        for _ in range(3):
+            frozen_clock.advance(lease)  # a whole lease passes while we fetch...
+            _wait_for_renewal(database, frozen_clock, int(lease * 1000))  # ...and the renewal keeps it ours
+            with pytest.raises(FetchTimeoutError):
+                other.get_or_fetch("anilist", "k", must_not_fetch, ttl_seconds=TTL, wait_seconds=0)
+        return b"once"
+
+    got = holder.get_or_fetch("anilist", "k", slow_fetch, ttl_seconds=TTL, lease_seconds=lease)
+    assert got.payload == b"once"
+    assert claims(database) == []
+
+
+def test_without_renewals_a_slow_holder_is_taken_over(
+    make_repository: MakeRepository, frozen_clock: FrozenClock, database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: with the renewal turned off, the same slow fetch loses its key to the other."""
+    holder, other = make_repository(), make_repository()
+
+    async def no_renewal(self: object, *_args: object) -> bool:
+        return True
+
+    monkeypatch.setattr("animedex_store.rules.flight.Flight._renew", no_renewal)
+
+    def slow_fetch() -> bytes:
+        frozen_clock.advance(0.3)
+        taken = other.get_or_fetch("anilist", "k", Fetcher(b"taken over"), ttl_seconds=TTL, wait_seconds=0)
+        assert taken.payload == b"taken over"
+        return b"late"
+
+    holder.get_or_fetch("anilist", "k", slow_fetch, ttl_seconds=TTL, lease_seconds=0.3)

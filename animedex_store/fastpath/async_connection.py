@@ -43,9 +43,10 @@ class ThreadedConnections(AsyncConnections):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="animedex-store")
 
     async def _on_thread(self, operation: Coroutine[Any, Any, T]) -> T:
-        # A cancelled caller stops waiting; the call itself finishes on the thread (a batch
-        # commits whole), and the next call queues behind it.
-        return await asyncio.get_running_loop().run_in_executor(self._thread, run_blocking, operation)
+        # A cancelled caller stops waiting; the call itself runs to its end on the thread all the
+        # same (a batch commits whole, a claim's release happens), and the next call queues behind it.
+        call = asyncio.get_running_loop().run_in_executor(self._thread, run_blocking, operation)
+        return await asyncio.shield(call)
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         return await self._on_thread(self.blocking.fetchone(statement, values))

@@ -124,7 +124,7 @@ class Flight:
         deadline = time.monotonic() + wait
         pause = FIRST_POLL_SECONDS
         while True:
-            if await self.store.claim(self.key, self.holder, self.lease_ms):
+            if await self._claim():
                 return await self._fetch_and_store(stale)
             if self.serve_stale and stale is not None:
                 return stale  # another caller is refreshing it
@@ -138,6 +138,16 @@ class Flight:
                 if not found.is_stale:
                     return found  # the holder stored it
                 stale = found
+
+    async def _claim(self) -> bool:
+        try:
+            return await self.store.claim(self.key, self.holder, self.lease_ms)
+        except BaseException:
+            # Interrupted (cancelled) while the statement ran: it may have claimed the key all the
+            # same, so give the claim up rather than leave it to its lease.
+            with contextlib.suppress(StoreError):
+                await self.store.release(self.key, self.holder)
+            raise
 
     async def _fetch_and_store(self, stale: CachedResponse | None) -> CachedResponse:
         try:

@@ -112,6 +112,7 @@ class ServerConnections(Connections):
         self._sleep = sleep
         self._slots = slots
         self.idle: list[Any] = []  # held connections not in use (list.pop/append are atomic: no lock)
+        self.in_use: set[Any] = set()  # connections taken by calls under way (set.add/discard are atomic)
         self._closed = False
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
@@ -158,13 +159,13 @@ class ServerConnections(Connections):
             if not self.driver.is_disconnect(exc, connection):
                 await self._give_back(connection)
                 raise
-            self.driver.discard(connection)
+            self._discard(connection)
             if not reused:
                 raise
             self._close_idle()  # the server dropped them too, most likely
             return await self._once(kind, statement, values)
         except BaseException:
-            self.driver.discard(connection)  # cancelled part way: what it holds is unknown
+            self._discard(connection)  # cancelled part way: what it holds is unknown
             raise
         await self._give_back(connection)
         return result
@@ -173,21 +174,30 @@ class ServerConnections(Connections):
         """``(connection, reused)``: an idle held connection, else a new one."""
         if self.driver.holds:
             try:
-                return self.idle.pop(), True
+                connection = self.idle.pop()
+                self.in_use.add(connection)
+                return connection, True
             except IndexError:
                 pass
         try:
-            return await self.driver.connect(autocommit=autocommit), False
+            connection = await self.driver.connect(autocommit=autocommit)
         except Exception as exc:
             raise store_error(exc, self.target) from exc
+        self.in_use.add(connection)
+        return connection, False
 
     async def _give_back(self, connection: Any) -> None:
+        self.in_use.discard(connection)
         if not self.driver.holds:
             await self.driver.release(connection)
         elif self._closed:
             self.driver.discard(connection)
         else:
             self.idle.append(connection)
+
+    def _discard(self, connection: Any) -> None:
+        self.in_use.discard(connection)
+        self.driver.discard(connection)
 
     def _close_idle(self) -> None:
         while self.idle:
@@ -246,10 +256,10 @@ class ServerConnections(Connections):
                         raise StoreError(f"OPTIMIZE TABLE failed on {self.target}: {message}", target=self.target)
                 reclaimed = None
         except self.driver.error as exc:
-            self.driver.discard(connection)
+            self._discard(connection)
             raise store_error(exc, self.target) from exc
         except BaseException:
-            self.driver.discard(connection)
+            self._discard(connection)
             raise
         await self._give_back(connection)
         return reclaimed
