@@ -7,7 +7,7 @@ one in :mod:`animedex_store.fastpath.connection`, the server ones in
 :mod:`animedex_store.sql.servers`. The asynchronous ones, under
 :class:`~animedex_store.AsyncCacheRepository`, await a thread of their own or a
 native async driver: :mod:`animedex_store.fastpath.async_connection`,
-:mod:`animedex_store.sql.async_servers`.
+:mod:`animedex_store.sql.async_drivers`.
 """
 
 from __future__ import annotations

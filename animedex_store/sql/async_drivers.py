@@ -86,7 +86,7 @@ class AsyncpgDriver:
     dialect = "postgresql"
 
     def __init__(self, url: URL) -> None:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]  # no type information
 
         self.url = url
         self.sa_dialect, keywords = _connect_arguments(url)
@@ -159,8 +159,8 @@ class AsyncmyDriver:
     holds = True
 
     def __init__(self, url: URL) -> None:
-        import asyncmy
-        from asyncmy.constants import CLIENT
+        import asyncmy  # type: ignore[import-untyped,import-not-found,unused-ignore]  # no type information
+        from asyncmy.constants import CLIENT  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         self.url = url
         self.sa_dialect, keywords = _connect_arguments(url)
