@@ -15,9 +15,9 @@ from pathlib import Path
 
 __all__ = ["HEAVY", "PRELUDE", "URL_ENV_VAR", "child_env", "run_fresh"]
 
-#: Packages the SQLite fast path must not load (a module counts when its name is
+#: Packages the SQLite fast path must not load, the async ones too (a module counts when its name is
 #: one of these or starts with one of these plus ".").
-HEAVY = ("sqlalchemy", "alembic", "pydantic", "click")
+HEAVY = ("sqlalchemy", "alembic", "pydantic", "click", "asyncio", "asyncpg", "asyncmy", "greenlet")
 #: The environment variable naming the default target (SPEC §3), public.
 URL_ENV_VAR = "ANIMEDEX_STORE_URL"
 CHILD_TIMEOUT_SECONDS = 120

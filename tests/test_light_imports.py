@@ -275,10 +275,11 @@ def test_then_the_fixtures_work(cache_repository, frozen_clock):
 
 def test_the_pytest_plugin_registers_without_heavy_packages(pytester: pytest.Pytester) -> None:
     """An application's test run with the package installed and no conftest: the plugin comes from
-    its entry point; pytest-alembic (which imports SQLAlchemy itself) and pytest-httpbin (which
-    imports Flask and click, for requests-cache's tests) are kept out if installed."""
+    its entry point; pytest-alembic (which imports SQLAlchemy itself), pytest-httpbin (which
+    imports Flask and click, for requests-cache's tests) and the async test plugins (asyncio) are
+    kept out if installed."""
     pytester.makepyfile(test_application=PLUGIN_USER_TESTS)
-    plugins_of_others = ("-p", "no:pytest_alembic", "-p", "no:httpbin")
+    plugins_of_others = ("-p", "no:pytest_alembic", "-p", "no:httpbin", "-p", "no:asyncio", "-p", "no:anyio")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *plugins_of_others, timeout=120)
     result.assert_outcomes(passed=2)
 
@@ -290,3 +291,23 @@ def test_the_probe_sees_the_migration_path_on_a_new_file(tmp_path: Path) -> None
     probe = _run_operations(tmp_path, "CacheRepository", "path", str(path))
     assert {"sqlalchemy", "alembic"} <= set(probe["after"]["open"])
     assert probe["results"] == EXPECTED_RESULTS
+
+
+def test_the_async_repository_on_an_up_to_date_file_loads_asyncio_only(tmp_path: Path, at_head: Path) -> None:
+    """``AsyncCacheRepository`` on a SQLite file at head opens through the same fast path: asyncio,
+    and no SQLAlchemy, async driver or greenlet."""
+    code = f"""
+import asyncio
+from animedex_store import AsyncCacheRepository
+
+async def main():
+    async with AsyncCacheRepository({str(at_head)!r}) as repository:
+        await repository.set("b", "k", b"v", ttl_seconds=60)
+        assert await repository.get("b", "k") == b"v"
+        assert [key.signature async for key in repository.keys("b")] == ["k"]
+        assert (await repository.get_or_fetch("b", "f", lambda: b"f", ttl_seconds=60)).payload == b"f"
+
+asyncio.run(main())
+print(json.dumps(heavy_loaded()))
+"""
+    assert run_fresh(code, cwd=tmp_path) == ["asyncio"]
