@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.clock import Clock, clock_now
 from .core.compiled import StatementSet
-from .core.connections import AsyncConnections, BlockingConnections, ClosedConnections, Connections, Database
+from .core.connections import AsyncConnections, ClosedConnections, Connections, Database
 from .core.response import CachedResponse, StoredKey
 from .core.validation import check_count, renamed_argument
-from .fastpath.async_connection import SqliteFileConnections, ThreadedConnections
+from .fastpath.async_connection import InlineConnections, SqliteFileConnections, ThreadedConnections
 from .fastpath.connection import SharedSqliteConnection
 from .fastpath.opening import open_database
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target, resolve_target
@@ -286,7 +286,7 @@ def async_repository_on(database: Database, *, clock: Clock | None = None) -> As
     Not public API."""
     repository = AsyncCacheRepository(clock=clock)
     blocking, statements = database
-    repository._ops = Operations(blocking, statements, repository._options, repository._runtime)
+    repository._ops = Operations(InlineConnections(blocking), statements, repository._options, repository._runtime)
     repository.target = blocking.target
     return repository
 
@@ -301,8 +301,8 @@ def close_outside_loop(repository: AsyncCacheRepository) -> None:
         return
     operations, repository._ops = repository._ops, None
     repository._closed = True
-    if operations is not None and isinstance(operations.db, BlockingConnections):
-        operations.db.close()
+    if operations is not None and isinstance(operations.db, InlineConnections):
+        operations.db.blocking.close()
 
 
 async def _open_connections(
@@ -321,7 +321,7 @@ async def _open_connections(
     )
     if isinstance(blocking, SharedSqliteConnection):
         if blocking.path is None:
-            return blocking, statements  # in memory: nothing else can lock it, so nothing waits
+            return InlineConnections(blocking), statements  # in memory: nothing else can lock it
         return await asyncio.to_thread(SqliteFileConnections, blocking), statements
     return ThreadedConnections(blocking), statements  # a caller's sync server Engine
 
@@ -333,9 +333,7 @@ def _async_engine(target: object) -> Any:
 
 
 async def _close(connections: Connections) -> None:
-    if isinstance(connections, BlockingConnections):
-        connections.close()
-    elif isinstance(connections, AsyncConnections):
+    if isinstance(connections, AsyncConnections):
         await connections.close()
 
 

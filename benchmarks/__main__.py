@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import batch, hot_path, layouts, real_payloads, requests_cache_hits, scale, servers, startup
+from . import async_suite, batch, hot_path, layouts, real_payloads, requests_cache_hits, scale, servers, startup
 from .measure import Result, Settings, Skipped, merge_runs
 from .report import as_json, environment, markdown_table
 
@@ -25,6 +25,7 @@ SUITES = {
     "scale": scale.run,
     "startup": startup.run,
     "servers": servers.run,
+    "async": async_suite.run,
 }
 
 

@@ -10,9 +10,12 @@
   zero: in WAL mode a read never waits for a writer, and a thread hop costs
   several times the read; if SQLite still reports busy (a file not in WAL, a
   recovery), that read goes to the thread instead.
+* :class:`InlineConnections`: an in-memory database, every call inline: no
+  other connection can lock it, so nothing waits.
 
-An in-memory database needs neither: no other connection can lock it, so the
-async repository runs on its blocking connection directly. Standard library only.
+A call that runs inline first yields to the loop once: a coroutine reading row
+after row would otherwise never let the others (or a lease's renewal) run.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..errors import DatabaseLockedError
 from .connection import SharedSqliteConnection
 from .sqlite_file import connect
 
-__all__ = ["ThreadedConnections", "SqliteFileConnections"]
+__all__ = ["ThreadedConnections", "SqliteFileConnections", "InlineConnections"]
 
 T = TypeVar("T")
 
@@ -84,12 +87,14 @@ class SqliteFileConnections(ThreadedConnections):
         self._reader = SharedSqliteConnection(reader, writer.target, reader.close, writer.path)
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        await asyncio.sleep(0)  # the others' turn first
         try:
             return self._reader.read_one(statement, values)
         except DatabaseLockedError:  # it would have had to wait: on the thread, with the busy timeout
             return await super().fetchone(statement, values)
 
     async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        await asyncio.sleep(0)
         try:
             return self._reader.read_all(statement, values)
         except DatabaseLockedError:
@@ -98,3 +103,34 @@ class SqliteFileConnections(ThreadedConnections):
     async def close(self) -> None:
         self._reader.close()
         await super().close()
+
+
+class InlineConnections(AsyncConnections):
+    """``blocking``'s calls inline on the loop (an in-memory database), each after one yield to it."""
+
+    def __init__(self, blocking: BlockingConnections) -> None:
+        self.blocking = blocking
+        self.target = blocking.target
+
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        await asyncio.sleep(0)
+        return await self.blocking.fetchone(statement, values)
+
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        await asyncio.sleep(0)
+        return await self.blocking.fetchall(statement, values)
+
+    async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+        await asyncio.sleep(0)
+        return await self.blocking.execute(statement, values)
+
+    async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+        await asyncio.sleep(0)
+        return await self.blocking.executemany(statement, rows)
+
+    async def vacuum(self) -> int | None:
+        await asyncio.sleep(0)
+        return await self.blocking.vacuum()
+
+    async def close(self) -> None:
+        self.blocking.close()
