@@ -212,7 +212,7 @@ class AsyncCacheRepository:
     async def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
         return await (self._ops or await self._operations()).get_many(backend, signatures)
 
-    @documented_by(Operations.keys)
+    @documented_by(key_query)
     def keys(
         self,
         backend: str,

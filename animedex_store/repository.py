@@ -26,7 +26,7 @@ from .fastpath.opening import Resolved, open_database
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .migrations.revisions import HEAD_REVISION
 from .rules.flight import Fetched, Key
-from .rules.operations import KeyListing, Operations, Options, check_options, documented_by
+from .rules.operations import KeyListing, Operations, Options, check_options, documented_by, key_query
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -166,7 +166,7 @@ class CacheRepository:
     def get_many(self, backend: str, signatures: Iterable[str]) -> dict[str, bytes]:
         return run_blocking(self._ops.get_many(backend, signatures))
 
-    @documented_by(Operations.keys)
+    @documented_by(key_query)
     def keys(
         self,
         backend: str,
@@ -179,7 +179,8 @@ class CacheRepository:
         limit: int | None = None,
         page_size: int = 1_000,
     ) -> Iterator[StoredKey]:
-        listing = self._ops.keys(
+        query = key_query(
+            self._ops.clock,
             backend,
             include_expired=include_expired,
             expired_only=expired_only,
@@ -189,6 +190,7 @@ class CacheRepository:
             limit=limit,
             page_size=page_size,
         )
+        listing = KeyListing(self._ops, query)
         return _pages(listing)
 
     @documented_by(Operations.count)

@@ -368,48 +368,11 @@ class Operations:
             chunks.append((size, chunk + chunk[-1:] * (size - len(chunk))))
         return chunks
 
-    def keys(
-        self,
-        backend: str,
-        *,
-        include_expired: bool = False,
-        expired_only: bool = False,
-        as_of: datetime | None = None,
-        order_by: str = "signature",
-        descending: bool = False,
-        limit: int | None = None,
-        page_size: int = 1_000,
-    ) -> KeyListing:
-        """The keys of ``backend``'s live rows as :class:`StoredKey` ``(signature, expires_at, size)``;
-        payloads are not read. Every argument is checked when the call is made.
-
-        Which rows: live ones (``expires_at`` after ``as_of``, by default the repository's
-        now); with ``include_expired=True`` every row; with ``expired_only=True`` only the
-        rows expired as of ``as_of`` (``include_expired`` then changes nothing). In the
-        order of ``order_by`` (``"signature"``, ``"expires_at"`` or ``"size"`` as stored;
-        ties by signature), ``descending`` reversing it, at most ``limit`` keys. Read in pages
-        of ``page_size`` rows, each one query continuing after the last row seen: rows written
-        or deleted meanwhile are seen or not, never twice. Ordered by expiry, the index
-        ``ix_cache_rows_backend_expires_at`` reads only the rows returned.
-        """
-        query = key_query(
-            self.clock,
-            backend,
-            include_expired=include_expired,
-            expired_only=expired_only,
-            as_of=as_of,
-            order_by=order_by,
-            descending=descending,
-            limit=limit,
-            page_size=page_size,
-        )
-        return KeyListing(self, query)
-
     async def count(
         self, backend: str, *, include_expired: bool = False, expired_only: bool = False, as_of: datetime | None = None
     ) -> int:
-        """How many rows :meth:`keys` would list with the same arguments; one query, through the
-        index ``ix_cache_rows_backend_expires_at``."""
+        """How many rows ``keys`` would list with the same arguments (:func:`key_query`); one query,
+        through the index ``ix_cache_rows_backend_expires_at``."""
         check_key("backend", backend)
         expired, bound = _expiry_bound(self.clock, include_expired, expired_only, as_of)
         row = await self.db.fetchone(self.sql.count_expired if expired else self.sql.count_live, (backend, bound))
@@ -515,7 +478,19 @@ def key_query(
     limit: int | None = None,
     page_size: int = 1_000,
 ) -> KeyQuery:
-    """:meth:`Operations.keys`' arguments checked, with no database: a repository not open yet checks them too."""
+    """The keys of ``backend``'s live rows as :class:`StoredKey` ``(signature, expires_at, size)``;
+    payloads are not read. Every argument is checked when the call is made, before anything is read
+    (an async repository need not be open yet).
+
+    Which rows: live ones (``expires_at`` after ``as_of``, by default the repository's
+    now); with ``include_expired=True`` every row; with ``expired_only=True`` only the
+    rows expired as of ``as_of`` (``include_expired`` then changes nothing). In the
+    order of ``order_by`` (``"signature"``, ``"expires_at"`` or ``"size"`` as stored;
+    ties by signature), ``descending`` reversing it, at most ``limit`` keys. Read in pages
+    of ``page_size`` rows, each one query continuing after the last row seen: rows written
+    or deleted meanwhile are seen or not, never twice. Ordered by expiry, the index
+    ``ix_cache_rows_backend_expires_at`` reads only the rows returned.
+    """
     check_key("backend", backend)
     expired, bound = _expiry_bound(clock, include_expired, expired_only, as_of)
     order = check_choice("order_by", order_by, KEY_ORDERS)
@@ -525,8 +500,8 @@ def key_query(
 
 
 class KeyListing:
-    """The pages of one :meth:`Operations.keys` call: each :meth:`next_page` is one query continuing
-    after the last row of the page before."""
+    """The pages of one ``keys`` call (:func:`key_query`) on ``operations``' database: each
+    :meth:`next_page` is one query continuing after the last row of the page before."""
 
     def __init__(self, operations: Operations, query: KeyQuery) -> None:
         self._operations = operations
