@@ -40,7 +40,7 @@ from .fastpath.connection import SharedSqliteConnection
 from .fastpath.opening import open_database
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target, resolve_target
 from .migrations.revisions import HEAD_REVISION
-from .repository import _open_migrated
+from .repository import open_slow_path
 from .rules.flight import Key
 from .rules.operations import KeyListing, KeyQuery, Operations, check_options, documented_by, key_query
 
@@ -317,7 +317,7 @@ async def _open_connections(
         server: Any = resolved  # an AsyncEngine, or a server URL
         return await open_server_async(server, migrate=migrate, max_connections=max_connections)
     blocking, statements = await asyncio.to_thread(
-        open_database, resolved, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=_open_migrated
+        open_database, resolved, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=open_slow_path
     )
     if isinstance(blocking, SharedSqliteConnection):
         if blocking.path is None:

@@ -33,13 +33,14 @@ if TYPE_CHECKING:
 
     from .core.stats import CacheStats
 
-__all__ = ["CacheRepository", "Clock", "epoch_seconds", "repository_on"]
+__all__ = ["CacheRepository", "Clock", "epoch_seconds", "open_slow_path", "repository_on"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
-def _open_migrated(target: Resolved, *, migrate: bool, timeout: float) -> Database:
-    """The slow path, handed to the fast path: SQLAlchemy and Alembic load here, when it is taken."""
+def open_slow_path(target: Resolved, *, migrate: bool, timeout: float) -> Database:
+    """The slow path that both repositories hand the fast path (:func:`~animedex_store.fastpath.opening.open_database`):
+    SQLAlchemy and Alembic load here, when it is taken."""
     from .migrations.opening import open_migrated
 
     return open_migrated(target, migrate=migrate, timeout=timeout)
@@ -82,7 +83,7 @@ class CacheRepository:
         compression: str | None = None,
     ) -> None:
         options = check_options(clock, max_bytes, redact_headers, compression)
-        database = open_database(target, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=_open_migrated)
+        database = open_database(target, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=open_slow_path)
         self._adopt(database, options)
 
     def _adopt(self, database: Database, options: Options) -> None:
