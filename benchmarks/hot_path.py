@@ -52,7 +52,7 @@ OPERATIONS: list[Operation] = [
 ]
 
 
-#: get_or_fetch on a live row against get_with_meta (SPEC §10: "the same cost").
+#: get_or_fetch on a live row against get_with_meta (README, "Single flight": "the same cost").
 HIT_TARGET = 1.1
 
 

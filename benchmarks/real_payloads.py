@@ -29,7 +29,7 @@ ROWS = 1_024
 QUICK_ROWS = 300
 TTL = 3_600
 SEED = "seed module (raw sqlite3)"
-#: What issue 16 asks, against the seed's module on the same rows.
+#: The targets of README "Storage format and compression", against the seed's module on the same rows.
 TARGETS = {"get": 0.5, "set": 0.5, "set_many": 1.2, "plain file": 1.05, "zstd file": 0.30, "zstd get": 1.5}
 VARIANTS = {"plain": None, "zlib": "zlib", "zstd": "zstd"}
 _FLOOR_DDL = (

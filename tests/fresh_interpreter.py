@@ -1,4 +1,4 @@
-"""Run a snippet in a new interpreter and see which heavy packages it imported (SPEC §8).
+"""Run a snippet in a new interpreter and see which heavy packages it imported (README, "Start-up: what loads when").
 
 An import can only be seen not to happen in a process that has imported
 nothing yet: each check starts ``python -c`` with :data:`PRELUDE` in front of
@@ -18,7 +18,7 @@ __all__ = ["HEAVY", "PRELUDE", "URL_ENV_VAR", "child_env", "run_fresh"]
 #: Packages the SQLite fast path must not load, the async ones too (a module counts when its name is
 #: one of these or starts with one of these plus ".").
 HEAVY = ("sqlalchemy", "alembic", "pydantic", "click", "asyncio", "asyncpg", "asyncmy", "greenlet")
-#: The environment variable naming the default target (SPEC §3), public.
+#: The environment variable naming the default target (README, "The API in 15 lines"), public.
 URL_ENV_VAR = "ANIMEDEX_STORE_URL"
 CHILD_TIMEOUT_SECONDS = 120
 

@@ -1,4 +1,5 @@
-"""Opening files the seed's code wrote, and files we must refuse (SPEC §2, issue #3 points 4-5).
+"""Opening files the seed's code wrote, and files we must refuse (README, "Migrations"; the adoption rules:
+``animedex_store.migrations.adoption``).
 
 Every seed state is adopted with all its rows; everything refused is left
 byte-for-byte as it was (content hash, modification time, no journal files).

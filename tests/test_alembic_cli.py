@@ -1,4 +1,4 @@
-"""The ``alembic`` command from a checkout (SPEC §2, issue #3 point 10).
+"""The ``alembic`` command from a checkout (README, "Migrations").
 
 Each test runs this venv's ``alembic`` executable in the repository root with
 ``HOME``/``XDG_CACHE_HOME`` in a temporary directory, so the default cache path

@@ -37,7 +37,7 @@ heavy = sys.argv[2].split(",")
 imported = sorted(name for name in sys.modules if any(name == h or name.startswith(h + ".") for h in heavy))
 print(json.dumps({"opening": opening, "imported": imported}))
 """
-#: Modules the SQLite fast path has no use for: SQLAlchemy and Alembic (SPEC §8), validation
+#: Modules the SQLite fast path has no use for: SQLAlchemy and Alembic (README, "Start-up: what loads when"), validation
 #: of models, the CLI, the default-path lookup (a path was given) and the server drivers.
 NOT_ON_THE_FAST_PATH = [*HEAVY, "animedex_store.cli", "platformdirs", "psycopg", "pymysql"]
 

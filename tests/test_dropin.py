@@ -1,4 +1,5 @@
-"""``animedex_store.sqlite``: the drop-in for animedex's raw-``sqlite3`` cache module (SPEC §4).
+"""``animedex_store.sqlite``: the drop-in for animedex's raw-``sqlite3`` cache module
+(README, "Switching from the seed module").
 
 The tests are written the way animedex's own suite uses the seed: the module's
 ``_utcnow`` and ``_user_cache_dir`` monkeypatched, rows read directly through

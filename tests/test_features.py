@@ -1,4 +1,5 @@
-"""Features beyond the seed (issue 7), on every engine: serve-stale, delete/clear, stats, size cap, vacuum."""
+"""Features beyond the seed (README, "Beyond the seed"), on every engine: serve-stale, delete/clear,
+stats, size cap, vacuum."""
 
 from __future__ import annotations
 

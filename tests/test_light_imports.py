@@ -1,4 +1,4 @@
-"""On an up-to-date SQLite file the package runs on the standard library alone (SPEC §8, issue #10).
+"""On an up-to-date SQLite file the package runs on the standard library alone (README, "Start-up: what loads when").
 
 Every check runs in a fresh interpreter (:mod:`fresh_interpreter`) and looks at
 ``sys.modules`` afterwards: none of ``sqlalchemy``, ``alembic``, ``pydantic``

@@ -1,4 +1,4 @@
-"""The revisions themselves and migrate-on-open (SPEC §2, issue #3 point 4).
+"""The revisions themselves and migrate-on-open (README, "Migrations").
 
 Single head equal to ``HEAD_REVISION``; no Alembic import at head; no drift
 between the models and a migrated file; every revision up and down with rows

@@ -1,4 +1,4 @@
-"""The repository contract (SPEC §3), the seed module's behaviour ported, on every engine."""
+"""The repository contract (README, "The API in 15 lines"), the seed module's behaviour ported, on every engine."""
 
 from __future__ import annotations
 

@@ -20,10 +20,10 @@ from tests.integration.base_storage_test import BaseStorageTest
 
 from animedex_store.errors import ConnectionFailedError
 from animedex_store.requests_cache import StoreCache, StoreDict
-
-pytestmark = pytest.mark.peer  # requests-cache's own tests
 from animedex_store.sql.sandbox import sandbox
 from tests.conftest import httpbin_wrapper  # noqa: F401 - autouse (USE_PYTEST_HTTPBIN=true): a local httpbin
+
+pytestmark = pytest.mark.peer  # requests-cache's own tests
 
 
 @pytest.fixture(scope="module")

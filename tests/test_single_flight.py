@@ -1,4 +1,4 @@
-"""``get_or_fetch`` (SPEC §10, issue 12): one fetch per key across threads, processes and engines.
+"""``get_or_fetch`` (README, "Single flight"): one fetch per key across threads, processes and engines.
 
 Single-process tests run on the ``frozen_clock``: leases end when the test
 moves the clock, never by sleeping. The multi-process tests (``slow``) use the
@@ -546,7 +546,8 @@ print(heavy_loaded())
 
 
 def test_get_or_fetch_on_an_up_to_date_sqlite_file_loads_no_sqlalchemy(tmp_path: Path) -> None:
-    """SPEC §8: the SQLite fast path runs the frozen text of the claim statements too."""
+    """As the README's "Start-up: what loads when" says, the SQLite fast path runs the frozen text of
+    the claim statements too."""
     path = tmp_path / "cache.sqlite"
     CacheRepository(path).close()
     result = subprocess.run(

@@ -1,4 +1,5 @@
-"""Whatever is not an up-to-date file still takes the slow path, and behaves as before (issue #10).
+"""Whatever is not an up-to-date file still takes the slow path, and behaves as before
+(``animedex_store.fastpath.opening``).
 
 A seed v1 file, a file one revision behind head and a missing file are opened
 in a fresh interpreter (:mod:`fresh_interpreter`): SQLAlchemy and Alembic load

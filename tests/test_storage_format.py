@@ -1,4 +1,4 @@
-"""Revision 0005 and compression, on animedex's real responses (SPEC §12, issue #16).
+"""Revision 0005 and compression, on animedex's real responses (README, "Storage format and compression").
 
 Every payload of the real sample round-trips byte for byte through every codec
 on every engine; readers decode every codec whatever their own setting; a seed
