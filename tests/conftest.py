@@ -133,9 +133,17 @@ def flavour(request: pytest.FixtureRequest) -> Iterator[str]:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def event_loop_thread() -> Iterator[EventLoopThread]:
+    """One event loop in a thread per worker, for the async flavour's repositories."""
+    loop = EventLoopThread()
+    yield loop
+    loop.stop()
+
+
 @pytest.fixture
 def make_repository(
-    engine_url: str, frozen_clock: FrozenClock, flavour: str
+    engine_url: str, frozen_clock: FrozenClock, flavour: str, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., CacheRepository]]:
     """Open repositories on ``engine_url`` with ``frozen_clock``; all closed at teardown. With the
     ``"async"`` flavour, ``AsyncCacheRepository``s seen through :class:`async_view.SyncView`.
@@ -144,7 +152,7 @@ def make_repository(
     Alembic in every test."""
     build_at_head(engine_url, SERVER_URLS)
     opened: list[Any] = []
-    loop = EventLoopThread() if flavour == "async" else None
+    loop = request.getfixturevalue("event_loop_thread") if flavour == "async" else None
 
     def make(**kwargs) -> CacheRepository:
         kwargs.setdefault("clock", frozen_clock)
@@ -158,8 +166,6 @@ def make_repository(
     yield make
     for repository in opened:
         repository.close()
-    if loop is not None:
-        loop.stop()
 
 
 @pytest.fixture
