@@ -24,6 +24,7 @@ Importing this module loads ``asyncio``; ``import animedex_store`` does not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
@@ -119,6 +120,9 @@ class AsyncCacheRepository:
     async def close(self) -> None:
         """Close the connections (and the repository's thread). Idempotent."""
         self._closed = True
+        if self._opening is not None and not self._opening.done():
+            with contextlib.suppress(Exception):  # an open under way finishes, and is closed below
+                await self._opening
         operations, self._ops = self._ops, None
         if operations is None:
             return

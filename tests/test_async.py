@@ -354,3 +354,17 @@ async def _renewed(url: str, clock: FrozenClock, lease: float) -> None:
         raise AssertionError("the holder never renewed its lease")
     finally:
         engine.dispose()
+
+
+def test_closing_while_it_opens_closes_what_the_open_made(tmp_path: Path) -> None:
+    async def use() -> None:
+        repository = AsyncCacheRepository(tmp_path / "cache.sqlite")
+        opening = asyncio.ensure_future(repository.open())
+        await asyncio.sleep(0)  # the open is under way (on its thread)
+        await repository.close()
+        await opening
+        assert repository._ops is None  # nothing left open
+        with pytest.raises(StoreError, match="is closed"):
+            await repository.get("b", "k")
+
+    run(use())
