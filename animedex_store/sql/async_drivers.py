@@ -115,10 +115,23 @@ class AsyncpgDriver:
         return await self.native_connect()
 
     async def run(self, connection: Any, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
+        # Cancelled while asyncpg waits for the server, the call would have asyncpg cancel the query
+        # and wait for the server to confirm, which can hang (seen with executemany). The call runs
+        # as a task of its own instead: a cancelled caller closes the connection at once (the server
+        # rolls back what was open) and stops waiting.
+        call = asyncio.ensure_future(self._run(connection, kind, statement, values))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            connection.terminate()
+            call.add_done_callback(_consume)
+            raise
+
+    async def _run(self, connection: Any, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
         if kind == "many":
+            # Atomic on its own: asyncpg wraps it in a transaction.
             rows = [statement.bind(row) for row in values]
-            async with connection.transaction():
-                await connection.executemany(statement.sql, rows)
+            await connection.executemany(statement.sql, rows)
             return len(rows)
         parameters = statement.bind(values)
         if any(type(value) is str and "\x00" in value for value in parameters):
@@ -143,6 +156,12 @@ class AsyncpgDriver:
     def is_disconnect(self, error: BaseException, connection: Any) -> bool:
         gone = (self._asyncpg.ConnectionDoesNotExistError, self._asyncpg.ConnectionFailureError, OSError)
         return bool(connection.is_closed()) or isinstance(error, gone)
+
+
+def _consume(call: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a call nobody waits for any more (its connection was closed)."""
+    if not call.cancelled():
+        call.exception()
 
 
 class _Cursored(NamedTuple):
