@@ -276,10 +276,13 @@ def test_then_the_fixtures_work(cache_repository, frozen_clock):
 def test_the_pytest_plugin_registers_without_heavy_packages(pytester: pytest.Pytester) -> None:
     """An application's test run with the package installed and no conftest: the plugin comes from
     its entry point; pytest-alembic (which imports SQLAlchemy itself), pytest-httpbin (which
-    imports Flask and click, for requests-cache's tests) and the async test plugins (asyncio) are
-    kept out if installed."""
+    imports Flask and click, for requests-cache's tests), the async test plugins and
+    time-machine's (which import asyncio) are kept out if installed."""
     pytester.makepyfile(test_application=PLUGIN_USER_TESTS)
-    plugins_of_others = ("-p", "no:pytest_alembic", "-p", "no:httpbin", "-p", "no:asyncio", "-p", "no:anyio")
+    plugins_of_others = [
+        *("-p", "no:pytest_alembic", "-p", "no:httpbin"),
+        *("-p", "no:asyncio", "-p", "no:anyio", "-p", "no:time_machine"),
+    ]
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *plugins_of_others, timeout=120)
     result.assert_outcomes(passed=2)
 
