@@ -368,3 +368,43 @@ def test_closing_while_it_opens_closes_what_the_open_made(tmp_path: Path) -> Non
             await repository.get("b", "k")
 
     run(use())
+
+
+def _async_engine_on(url: str) -> Any:
+    """A caller's ``AsyncEngine`` on the database ``url`` names (the sandbox's schema as a server setting)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
+    if backend == "postgresql":
+        options = parsed.query["options"]
+        schema = options.split("search_path=")[1].split()[0]
+        return create_async_engine(
+            parsed.set(drivername="postgresql+asyncpg").difference_update_query(["options"]),
+            connect_args={"server_settings": {"search_path": schema}},
+        )
+    return create_async_engine(parsed.set(drivername="mysql+asyncmy").difference_update_query(["ssl_disabled"]))
+
+
+@pytest.mark.parametrize("migrated", [True, False], ids=["at-head", "new"])
+def test_an_async_engine_is_used_as_it_is(engine_url: str, migrated: bool) -> None:
+    if migrated:
+        build_at_head(engine_url, SERVER_URLS)
+
+    async def use() -> None:
+        engine = _async_engine_on(engine_url)
+        try:
+            async with AsyncCacheRepository(engine) as repository:  # migrates a new database on its loop
+                await repository.set_many("b", {"k1": b"one", "k2": b"two"}, ttl_seconds=60)
+                assert await repository.get_many("b", ["k1", "k2", "k3"]) == {"k1": b"one", "k2": b"two"}
+                assert [key.signature async for key in repository.keys("b")] == ["k1", "k2"]
+                fetched = await repository.get_or_fetch("b", "k3", lambda: b"three", ttl_seconds=60)
+                assert fetched.payload == b"three" and await repository.delete("b", "k1")
+            async with engine.connect() as connection:  # not disposed by the repository
+                assert (await connection.exec_driver_sql("SELECT count(*) FROM cache_rows")).scalar() == 2
+        finally:
+            await engine.dispose()
+
+    run(use())
