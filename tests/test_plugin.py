@@ -6,6 +6,8 @@ fixtures can only come from the ``pytest11`` entry point.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from animedex_store import CacheRepository
@@ -158,10 +160,11 @@ async def test_the_second_test_sees_none_of_it(async_cache_repository):
     assert await async_cache_repository.get("a", "k") is None
 """
 
+_LOOP_SCOPE = ["-o", "asyncio_default_fixture_loop_scope=function"]  # what pytest-asyncio asks to be told
 #: How an application's async tests run: pytest-asyncio strict and auto, anyio's plugin alone.
 ASYNC_PLUGINS = {
-    "pytest-asyncio strict": ("@pytest.mark.asyncio", ["-o", "asyncio_mode=strict"]),
-    "pytest-asyncio auto": ("", ["-o", "asyncio_mode=auto"]),
+    "pytest-asyncio strict": ("@pytest.mark.asyncio", ["-o", "asyncio_mode=strict", *_LOOP_SCOPE]),
+    "pytest-asyncio auto": ("", ["-o", "asyncio_mode=auto", *_LOOP_SCOPE]),
     "anyio": ("@pytest.mark.anyio", ["-p", "no:asyncio"]),
 }
 
@@ -170,15 +173,18 @@ ASYNC_PLUGINS = {
 def test_the_async_fixture_under_each_async_test_plugin(pytester: pytest.Pytester, plugin: str) -> None:
     mark, options = ASYNC_PLUGINS[plugin]
     pytester.makepyfile(test_async_app=ASYNC_APPLICATION_TESTS.format(mark=mark))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *options, timeout=120)
+    # In this process (the fixtures come from the entry point either way): a new interpreter per
+    # run would cost seconds of start-up for nothing the test looks at.
+    result = pytester.runpytest("-p", "no:cacheprovider", *options)
     result.assert_outcomes(passed=2)
 
 
 @pytest.mark.server
 def test_the_async_fixture_on_a_server(pytester: pytest.Pytester, server_base_url: str) -> None:
+    # Imported here first: pytester drops what its run imported, and SQLAlchemy warns when a
+    # dialect module is imported twice.
+    importlib.import_module(f"sqlalchemy.dialects.{'postgresql' if 'postgresql' in server_base_url else 'mysql'}")
     mark, options = ASYNC_PLUGINS["pytest-asyncio strict"]
     pytester.makepyfile(test_async_app=ASYNC_APPLICATION_TESTS.format(mark=mark))
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", *options, f"--animedex-store-url={server_base_url}", timeout=120
-    )
+    result = pytester.runpytest("-p", "no:cacheprovider", *options, f"--animedex-store-url={server_base_url}")
     result.assert_outcomes(passed=2)
