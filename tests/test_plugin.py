@@ -6,8 +6,6 @@ fixtures can only come from the ``pytest11`` entry point.
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from animedex_store import CacheRepository
@@ -181,10 +179,9 @@ def test_the_async_fixture_under_each_async_test_plugin(pytester: pytest.Pyteste
 
 @pytest.mark.server
 def test_the_async_fixture_on_a_server(pytester: pytest.Pytester, server_base_url: str) -> None:
-    # Imported here first: pytester drops what its run imported, and SQLAlchemy warns when a
-    # dialect module is imported twice.
-    importlib.import_module(f"sqlalchemy.dialects.{'postgresql' if 'postgresql' in server_base_url else 'mysql'}")
     mark, options = ASYNC_PLUGINS["pytest-asyncio strict"]
     pytester.makepyfile(test_async_app=ASYNC_APPLICATION_TESTS.format(mark=mark))
-    result = pytester.runpytest("-p", "no:cacheprovider", *options, f"--animedex-store-url={server_base_url}")
+    # In a new interpreter: in this one the server's dialect would be imported a second time.
+    url_option = f"--animedex-store-url={server_base_url}"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *options, url_option, timeout=120)
     result.assert_outcomes(passed=2)
