@@ -35,6 +35,9 @@ else:
 from animedex_store.migrations.revisions import HEAD_REVISION
 from benchmarks.seed_baseline import SEED_SCHEMA_V1
 
+#: Building and installing the wheel takes a minute: .ci/run runs these on the default Python and the floors.
+pytestmark = pytest.mark.slow
+
 PACKAGED_SCRIPTS = "animedex_store/_alembic"
 # Seconds a pip step may take: an unreachable index must not hang the suite.
 PIP_TIMEOUT_SECONDS = 60
@@ -59,6 +62,7 @@ sys.addaudithook(_record)
 import animedex_store
 from animedex_store import CacheRepository
 from animedex_store.migrations import revisions
+
 
 def revision(path):
     with contextlib.closing(sqlite3.connect(path)) as db:
