@@ -63,7 +63,6 @@ import animedex_store
 from animedex_store import CacheRepository
 from animedex_store.migrations import revisions
 
-
 def revision(path):
     with contextlib.closing(sqlite3.connect(path)) as db:
         return db.execute("SELECT version_num FROM alembic_version").fetchall()
