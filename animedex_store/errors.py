@@ -113,7 +113,9 @@ _SQLITE_ERRORS: dict[int, tuple[type[StoreError], str]] = {
     14: (StoreError, "cannot open {target} (check that its directory exists and is writable)"),
     26: (NotADatabaseError, "{target} is not a SQLite database; it was left untouched"),
 }
-# Python < 3.11 has no ``sqlite_errorcode``: the same codes by SQLite's own message.
+# Python < 3.11 has no ``sqlite_errorcode``: the same codes by SQLite's own message,
+# and SQLITE_ERROR (SQL error or missing table, as 3.11 reports it) for any other.
+_SQLITE_GENERIC_ERROR = 1
 _SQLITE_MESSAGES = (
     ("database is locked", 5),
     ("database table is locked", 6),
@@ -135,7 +137,7 @@ def sqlite_result_code(exc: BaseException) -> int | None:
     if type(exc).__module__ != "sqlite3":
         return None
     message = str(exc)
-    return next((code for prefix, code in _SQLITE_MESSAGES if message.startswith(prefix)), None)
+    return next((code for prefix, code in _SQLITE_MESSAGES if message.startswith(prefix)), _SQLITE_GENERIC_ERROR)
 
 
 # Server lock conflicts. A deadlock victim's transaction was rolled back whole, so
