@@ -95,6 +95,7 @@ RECLAIM_BATCH = 100
 _DELETE_BATCH = 256
 _FORMAT = 1
 _STORED, _WRITING, _REMOVED = "stored", "writing", "removed"
+_STATES = (_STORED, _WRITING, _REMOVED)
 #: Longest namespace: its longest backend, ``<namespace>:key:<64 hex digits>``, must be a key.
 NAMESPACE_MAX_LENGTH = KEY_MAX_LENGTH - len(":key:") - 64
 
@@ -175,42 +176,47 @@ class _Stored:
 
 
 def _unpack(payload: bytes) -> _Stored:
-    """An entry's row; ``ValueError`` when it is not one this module wrote."""
+    """An entry's row; ``ValueError`` when it is not one this module wrote (checked field by field:
+    a row planted in a shared table must not reach hishel as something else)."""
     try:
-        fields = msgpack.unpackb(payload, raw=False, strict_map_key=True)
-        version, key, state, restarted, *rest = fields
-        if version != _FORMAT or not isinstance(key, str) or state not in (_STORED, _WRITING, _REMOVED):
-            raise ValueError("not an entry of this format")
-        stored = _Stored(key, state, restarted=float(restarted))
-        if state == _STORED:
-            method, url, request_headers, status, response_headers, deadline, tti, chunks, body = rest
-            stored = replace(
-                stored,
-                method=_text(method),
-                url=_text(url),
-                request_headers=_lists(request_headers),
-                status=int(status),
-                response_headers=_lists(response_headers),
-                deadline=None if deadline is None else float(deadline),
-                tti=None if tti is None else float(tti),
-                chunks=int(chunks),
-                body=bytes(body),
-            )
-        return stored
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ValueError(f"an unreadable entry row ({exc})") from exc
+        fields = msgpack.unpackb(payload)
+    except Exception as exc:  # msgpack raises several unrelated classes for bad input
+        raise ValueError(f"an unreadable entry row ({type(exc).__name__})") from exc
+    if type(fields) is not list or len(fields) not in (4, 13) or fields[0] != _FORMAT:
+        raise ValueError("not an entry row of this format")
+    key, state, restarted = fields[1:4]
+    if type(key) is not str or state not in _STATES or not _is_seconds(restarted):
+        raise ValueError("not an entry row of this format")
+    if len(fields) == 4 and state != _STORED:
+        return _Stored(key, state, restarted=restarted)
+    method, url, request_headers, status, response_headers, deadline, tti, chunks, body = fields[4:]
+    if not (
+        state == _STORED
+        and type(method) is str
+        and type(url) is str
+        and type(status) is int
+        and type(chunks) is int
+        and type(body) is bytes
+        and (deadline is None or _is_seconds(deadline))
+        and (tti is None or _is_seconds(tti))
+        and _are_headers(request_headers)
+        and _are_headers(response_headers)
+    ):
+        raise ValueError("an entry row with fields of the wrong types")
+    return _Stored(
+        key, state, method, url, request_headers, status, response_headers, deadline, tti, restarted, chunks, body
+    )
 
 
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected text")
-    return value
+def _is_seconds(value: object) -> bool:
+    return type(value) is float or type(value) is int
 
 
-def _lists(value: object) -> dict[str, list[str]]:
-    if not isinstance(value, dict):
-        raise TypeError("expected headers")
-    return {_text(name): [_text(item) for item in items] for name, items in value.items()}
+def _are_headers(value: object) -> bool:
+    return type(value) is dict and all(
+        type(name) is str and type(items) is list and all(type(item) is str for item in items)
+        for name, items in value.items()
+    )
 
 
 async def _settled(result: Any) -> Any:
@@ -305,7 +311,7 @@ class _Store:
             if not listed:
                 return []
             ids = [stored_key.signature for stored_key in listed]
-            rows: dict[str, bytes] = await _settled(self.repository.get_many(self.backends.entries, ids))
+            rows = await self._entry_rows(ids)
             now = self.now()
             found = []
             for entry_id in ids:
@@ -316,6 +322,14 @@ class _Store:
         except StoreError:
             logger.exception("hishel: could not read entries, treating this as a cache miss")
             return []
+
+    async def _entry_rows(self, ids: list[str]) -> dict[str, bytes]:
+        """The entry rows of ``ids`` (a key's usual one by ``get``, a third cheaper than ``get_many``)."""
+        if len(ids) == 1:
+            payload: bytes | None = await _settled(self.repository.get(self.backends.entries, ids[0]))
+            return {} if payload is None else {ids[0]: payload}
+        rows: dict[str, bytes] = await _settled(self.repository.get_many(self.backends.entries, ids))
+        return rows
 
     async def _readable(self, key: str, entry_id: str, payload: bytes | None, now: float) -> _Stored | None:
         """The entry ``entry_id`` of ``key`` if it can be served now, its TTI restarted (written only
@@ -401,7 +415,7 @@ class _Store:
     async def _delete_entries(self, entry_ids: list[str]) -> None:
         """Delete entries' key rows, chunks and entry rows, in that order (a reader never finds an
         entry row whose chunks are gone before its key row)."""
-        rows: dict[str, bytes] = await _settled(self.repository.get_many(self.backends.entries, entry_ids))
+        rows = await self._entry_rows(entry_ids)
         for entry_id in entry_ids:
             payload = rows.get(entry_id)
             try:
