@@ -53,7 +53,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, TypeVar, Union
+from typing import Any, Generic, TypeVar, Union
 
 try:
     import msgpack  # type: ignore[import-untyped,unused-ignore]  # a dependency of hishel
@@ -587,13 +587,39 @@ def _options(
     )
 
 
-def _held(repository: _R | None, kind: type[_R], target: Target) -> tuple[_R, bool]:
-    """The repository to use, and whether the storage opened it (and closes it)."""
-    if repository is None:
-        return kind(target), True
-    if not isinstance(repository, kind):
-        raise TypeError(f"repository must be a {kind.__name__}, not {type(repository).__name__}")
-    return repository, False
+class _Setup(Generic[_R]):
+    """What both storages' constructors do: check the options, then open ``target`` as a repository of
+    their class (closed with the storage) or take ``repository=`` (left open)."""
+
+    _repository_class: type[_R]
+
+    def __init__(
+        self,
+        target: Target | Any = None,
+        *,
+        namespace: str = "hishel",
+        default_ttl: float | None = None,
+        default_tti: float | None = None,
+        max_stream_size: int | None = None,
+        max_size: int | None = None,
+        repository: _R | None = None,
+    ) -> None:
+        default_ttl, default_tti, max_stream_size, max_size = _options(
+            default_ttl, default_tti, max_stream_size, max_size
+        )
+        backends(namespace)
+        kind = self._repository_class
+        if repository is not None and not isinstance(repository, kind):
+            raise TypeError(f"repository must be a {kind.__name__}, not {type(repository).__name__}")
+        # hishel's base class, next in the MRO, keeps the three options.
+        super().__init__(default_ttl=default_ttl, default_tti=default_tti, max_stream_size=max_stream_size)  # type: ignore[call-arg]
+        self.repository: _R = kind(target) if repository is None else repository
+        self.namespace = namespace
+        self.max_size = max_size
+        self._store = _Store(self, self.repository, repository is None, namespace, max_size)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.repository.target!r}, namespace={self.namespace!r})"
 
 
 def _entry(entry_id: uuid.UUID, stored: _Stored, stream: Iterator[bytes] | AsyncIterator[bytes]) -> Entry:
@@ -602,7 +628,7 @@ def _entry(entry_id: uuid.UUID, stored: _Stored, stream: Iterator[bytes] | Async
     return Entry(id=entry_id, request=request, response=response)
 
 
-class StoreStorage(BaseStorage):
+class StoreStorage(_Setup[CacheRepository], BaseStorage):
     """hishel's ``BaseStorage`` on a :class:`~animedex_store.CacheRepository`, for ``hishel.httpx.CacheClient``,
     ``hishel.requests.CacheAdapter`` and the rest of hishel's sync clients.
 
@@ -614,27 +640,7 @@ class StoreStorage(BaseStorage):
     across every process sharing the store, evicting those closest to expiry.
     """
 
-    def __init__(
-        self,
-        target: Target = None,
-        *,
-        namespace: str = "hishel",
-        default_ttl: float | None = None,
-        default_tti: float | None = None,
-        max_stream_size: int | None = None,
-        max_size: int | None = None,
-        repository: CacheRepository | None = None,
-    ) -> None:
-        default_ttl, default_tti, max_stream_size, max_size = _options(
-            default_ttl, default_tti, max_stream_size, max_size
-        )
-        backends(namespace)
-        super().__init__(default_ttl=default_ttl, default_tti=default_tti, max_stream_size=max_stream_size)
-        held, owns = _held(repository, CacheRepository, target)
-        self.repository: CacheRepository = held
-        self.namespace = namespace
-        self.max_size = max_size
-        self._store = _Store(self, held, owns, namespace, max_size)
+    _repository_class = CacheRepository
 
     def create_entry(
         self, request: Request, response: Response, key: str, *, ttl: float | None = None, tti: float | None = None
@@ -676,36 +682,13 @@ class StoreStorage(BaseStorage):
         no longer be used (hishel's clients close their storage when they close)."""
         run_blocking(self._store.close())
 
-    def __repr__(self) -> str:
-        return f"StoreStorage({self.repository.target!r}, namespace={self.namespace!r})"
 
-
-class AsyncStoreStorage(AsyncBaseStorage):
+class AsyncStoreStorage(_Setup[AsyncCacheRepository], AsyncBaseStorage):
     """hishel's ``AsyncBaseStorage`` on an :class:`~animedex_store.AsyncCacheRepository`, for
     ``hishel.httpx.AsyncCacheClient`` and hishel's other async clients: :class:`StoreStorage`'s
     arguments and behaviour, as coroutines; ``repository=`` takes an ``AsyncCacheRepository``."""
 
-    def __init__(
-        self,
-        target: Target | Any = None,
-        *,
-        namespace: str = "hishel",
-        default_ttl: float | None = None,
-        default_tti: float | None = None,
-        max_stream_size: int | None = None,
-        max_size: int | None = None,
-        repository: AsyncCacheRepository | None = None,
-    ) -> None:
-        default_ttl, default_tti, max_stream_size, max_size = _options(
-            default_ttl, default_tti, max_stream_size, max_size
-        )
-        backends(namespace)
-        super().__init__(default_ttl=default_ttl, default_tti=default_tti, max_stream_size=max_stream_size)
-        held, owns = _held(repository, AsyncCacheRepository, target)
-        self.repository: AsyncCacheRepository = held
-        self.namespace = namespace
-        self.max_size = max_size
-        self._store = _Store(self, held, owns, namespace, max_size)
+    _repository_class = AsyncCacheRepository
 
     async def create_entry(
         self, request: Request, response: Response, key: str, *, ttl: float | None = None, tti: float | None = None
@@ -745,9 +728,6 @@ class AsyncStoreStorage(AsyncBaseStorage):
     async def close(self) -> None:
         """Close the repository, unless it was handed in (``repository=``). Idempotent."""
         await self._store.close()
-
-    def __repr__(self) -> str:
-        return f"AsyncStoreStorage({self.repository.target!r}, namespace={self.namespace!r})"
 
 
 async def _nothing() -> AsyncIterator[bytes]:
