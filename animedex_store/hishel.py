@@ -277,13 +277,13 @@ class _Store:
             return [key async for key in listing]
         return list(listing)
 
-    async def _set(self, backend: str, signature: str, payload: bytes, ttl: int) -> None:
+    async def set_row(self, backend: str, signature: str, payload: bytes, ttl: int) -> None:
         await _settled(self.repository.set(backend, signature, payload, ttl_seconds=ttl))
 
-    async def _write_entry(self, entry_id: str, stored: _Stored, now: float) -> None:
+    async def write_entry(self, entry_id: str, stored: _Stored, now: float) -> None:
         """The entry's row, outliving the entry (and a removed one's grace) by :data:`ROWS_OUTLIVE_ENTRIES`."""
         outlive = GRACE_SECONDS + ROWS_OUTLIVE_ENTRIES.total_seconds()
-        await self._set(self.backends.entries, entry_id, stored.pack(), _row_ttl(stored.expires(), now, outlive))
+        await self.set_row(self.backends.entries, entry_id, stored.pack(), _row_ttl(stored.expires(), now, outlive))
 
     def check_open(self) -> None:
         if self.closed:
@@ -297,7 +297,7 @@ class _Store:
         deadline, tti = self.storage._limits(ttl, tti, now)
         limits = [limit for limit in (self.storage.max_stream_size, self.max_size) if limit is not None]
         try:
-            await self.reclaim(now)
+            await self.reclaim()
         except StoreError:
             logger.exception("hishel: could not reclaim expired entries")
         return _Saver(self, _new_id(), key, request, deadline, tti, min(limits, default=None))
@@ -348,8 +348,8 @@ class _Store:
             return None
         if stored.tti is not None and now - stored.restarted >= stored.tti / 2:
             stored.restarted = now
-            await self._write_entry(entry_id, stored, now)
-            await self._set(self.backends.of_key(key), entry_id, b"", _row_ttl(stored.expires(), now))
+            await self.write_entry(entry_id, stored, now)
+            await self.set_row(self.backends.of_key(key), entry_id, b"", _row_ttl(stored.expires(), now))
         return stored
 
     async def piece(self, body: _Body, number: int) -> bytes:
@@ -371,7 +371,7 @@ class _Store:
             stored = await self._entry(entry_id.hex)
             if stored is not None and stored.state == _STORED:
                 stored.response_headers = _header_lists(headers)
-                await self._write_entry(entry_id.hex, stored, self.now())
+                await self.write_entry(entry_id.hex, stored, self.now())
         except StoreError:
             logger.exception("hishel: could not update an entry's headers")
 
@@ -383,7 +383,7 @@ class _Store:
                 return
             await _settled(self.repository.delete(self.backends.of_key(stored.key), entry_id.hex))
             now = self.now()
-            await self._write_entry(entry_id.hex, _Stored(stored.key, _REMOVED, restarted=now), now)
+            await self.write_entry(entry_id.hex, _Stored(stored.key, _REMOVED, restarted=now), now)
         except StoreError:
             logger.exception("hishel: could not remove an entry")
 
@@ -404,7 +404,7 @@ class _Store:
             await _settled(self.repository.close())
 
     # -- space ------------------------------------------------------------------------------------
-    async def reclaim(self, now: float) -> None:
+    async def reclaim(self) -> None:
         """Delete up to :data:`RECLAIM_BATCH` entries that expired, were removed or were left unfinished
         :data:`GRACE_SECONDS` ago or more, chunks first: one indexed query when there are none."""
         as_of = self.repository.now() + ROWS_OUTLIVE_ENTRIES
@@ -440,7 +440,7 @@ class _Store:
                 return
             start = end
 
-    async def stored(self, size: int) -> None:
+    async def after_storing(self, size: int) -> None:
         """``size`` more bytes stored: past an eighth of ``max_size`` since the namespace was last
         measured, measure it (rows of every process sharing the store) and evict down to ``max_size``."""
         if self.max_size is None:
@@ -518,9 +518,9 @@ class _Saver:
             # A claim on the chunks: if this writer dies, the entry is reclaimed GRACE_SECONDS later.
             self.claimed = now
             self.written = True
-            await store._write_entry(self.id.hex, _Stored(self.key, _WRITING, restarted=now), now)
+            await store.write_entry(self.id.hex, _Stored(self.key, _WRITING, restarted=now), now)
         signature = _chunk_signature(self.id.hex, self.chunks)
-        await store._set(store.backends.chunks, signature, data, MAX_TTL_SECONDS)
+        await store.set_row(store.backends.chunks, signature, data, MAX_TTL_SECONDS)
         self.chunks += 1
 
     async def finish(self, status: int, response_headers: Headers) -> None:
@@ -552,10 +552,10 @@ class _Saver:
                 await self.abort()  # expired already (a TTL of 0)
                 return
             self.written = True
-            await store._write_entry(self.id.hex, stored, now)
-            await store._set(store.backends.of_key(self.key), self.id.hex, b"", _row_ttl(expires, now))
+            await store.write_entry(self.id.hex, stored, now)
+            await store.set_row(store.backends.of_key(self.key), self.id.hex, b"", _row_ttl(expires, now))
             self.saving = False
-            await store.stored(self.size)
+            await store.after_storing(self.size)
         except StoreError:
             logger.exception("hishel: could not store a response, serving it uncached")
             await self.abort()
