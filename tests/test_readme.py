@@ -42,6 +42,9 @@ SERVER_URL = re.compile(r"^(?P<dialect>postgresql|mysql|mariadb)(\+\w+)?://")
 WEB_URL = re.compile(r"^https?://")
 SERVER_OF_DIALECT = {"postgresql": "postgresql", "mysql": "mariadb", "mariadb": "mariadb"}
 BLOCK_TIMEOUT_SECONDS = 120
+#: Packages whose supported release needs a newer Python than the oldest we support: a block that
+#: imports one is skipped on older ones (hishel 2.0 needs 3.10).
+NEEDS_PYTHON = {"hishel": (3, 10)}
 
 
 def string_literals(code: str) -> dict[str, str]:
@@ -76,6 +79,14 @@ class Block:
         """The test servers (``SERVER_URLS`` names) the block's URLs stand for."""
         found = (SERVER_URL.match(value) for value in string_literals(self.code).values())
         return sorted({SERVER_OF_DIALECT[match["dialect"]] for match in found if match})
+
+    @property
+    def needs_python(self) -> tuple[int, int]:
+        """The oldest Python the packages it imports run on (:data:`NEEDS_PYTHON`)."""
+        tree = ast.parse(self.code)
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        return max((NEEDS_PYTHON.get(name.split(".")[0], (3, 9)) for name in imported), default=(3, 9))
 
     @property
     def is_pytest_module(self) -> bool:
@@ -157,6 +168,9 @@ def test_readme_python_block_runs(
 ) -> None:
     if block.not_run:
         pytest.skip(f"README.md:{block.line} is marked not run: {block.not_run}")
+    if sys.version_info < block.needs_python:
+        needed = ".".join(map(str, block.needs_python))
+        pytest.skip(f"README.md:{block.line} imports a package that needs Python {needed} or later")
     code = rewritten(block, open_sandbox, lambda: str(request.getfixturevalue("httpbin").url).rstrip("/"))
     assert not [value for value in string_literals(code).values() if _remote(value)], f"a web URL left in:\n{code}"
     result = run_block(code, tmp_path / "empty", as_pytest_module=block.is_pytest_module)
