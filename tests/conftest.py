@@ -64,6 +64,20 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return (os.cpu_count() or 1) + 1
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests a peer suite's module says exercise only the peer's own code: its
+    ``peer_deselected(item)`` returns the reason (:mod:`hishel_suite`), shown with ``-v``."""
+    kept, left_out = [], []
+    for item in items:
+        why = getattr(getattr(item, "module", None), "peer_deselected", lambda _item: None)(item)
+        (left_out if why else kept).append(item)
+        if why and config.option.verbose > 0:
+            item.config.pluginmanager.get_plugin("terminalreporter").write_line(f"deselected {item.nodeid}: {why}")
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
 def server_unreachable(name: str, error: Exception) -> None:
     """Fail in CI, skip elsewhere: a CI run must show the server tests ran."""
     message = f"{name} server unreachable ({error})"
