@@ -39,11 +39,12 @@ from datetime import datetime, timedelta
 from http.cookies import CookieError, Morsel, SimpleCookie
 from typing import Any
 
+# The ignores: mypy checks this module where the optional dependency is missing too (Python < 3.11).
 try:
-    from aiohttp import HttpVersion
-    from aiohttp_client_cache.backends.base import BaseCache, CacheBackend, ResponseOrKey
-    from aiohttp_client_cache.response import CachedResponse
-    from yarl import URL
+    from aiohttp import HttpVersion  # type: ignore[import-not-found,unused-ignore]
+    from aiohttp_client_cache.backends.base import BaseCache, CacheBackend, ResponseOrKey  # type: ignore[import-not-found,unused-ignore]
+    from aiohttp_client_cache.response import CachedResponse  # type: ignore[import-not-found,unused-ignore]
+    from yarl import URL  # type: ignore[import-not-found,unused-ignore]
 except ImportError as exc:  # the optional dependency
     raise ImportError(
         "animedex_store.aiohttp_client_cache needs aiohttp-client-cache: "
@@ -266,7 +267,7 @@ def _choose_serializer(serializer: Any, secret_key: Any, salt: str | bytes) -> A
     return serializer
 
 
-class StoreCache(BaseCache):
+class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it is missing
     """One ``(cache_name, table_name)`` namespace of a store, as aiohttp-client-cache's ``BaseCache``.
 
     ``target`` is anything :class:`~animedex_store.AsyncCacheRepository` takes
@@ -399,7 +400,7 @@ class StoreCache(BaseCache):
         return f"StoreCache({self.cache_name!r}, {self.table_name!r}, target={self.repository.target!r})"
 
 
-class StoreBackend(CacheBackend):
+class StoreBackend(CacheBackend):  # type: ignore[misc,unused-ignore]  # Any where it is missing
     """aiohttp-client-cache's ``CacheBackend`` on a store: ``responses`` and ``redirects`` in two namespaces.
 
     ``StoreBackend(name).responses`` is ``StoreCache(name, "responses")`` and
@@ -456,7 +457,7 @@ class StoreBackend(CacheBackend):
 
     async def close(self) -> None:
         """Close the repository, unless it was handed in (``repository=``). Idempotent."""
-        await super().close()  # type: ignore[no-untyped-call]  # aiohttp-client-cache leaves it unannotated
+        await super().close()  # type: ignore[no-untyped-call,unused-ignore]  # aiohttp-client-cache leaves it unannotated
         if self._owns_repository:
             await self.repository.close()
 

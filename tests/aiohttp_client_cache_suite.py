@@ -18,7 +18,6 @@ both here, on free ports (:mod:`local_server`), and points both at them.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from importlib.metadata import version
