@@ -31,10 +31,10 @@ def serving(app: Any) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 on a free port; yields ``http://localhost:<port>/``, by name: aiohttp
     keeps no cookie set by a host given as an IP address (its ``CookieJar(unsafe=False)``)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=f"local-server-{server.port}", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=f"local-server-{server.server_port}", daemon=True)
     thread.start()
     try:
-        yield f"http://localhost:{server.port}/"
+        yield f"http://localhost:{server.server_port}/"
     finally:
         server.shutdown()
         server.server_close()
