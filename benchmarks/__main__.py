@@ -12,7 +12,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import async_suite, batch, hot_path, layouts, real_payloads, requests_cache_hits, scale, servers, startup
+from . import (
+    async_suite,
+    batch,
+    hot_path,
+    http_cache_hits,
+    layouts,
+    real_payloads,
+    requests_cache_hits,
+    scale,
+    servers,
+    startup,
+)
 from .measure import Result, Settings, Skipped, merge_runs
 from .report import as_json, environment, markdown_table
 
@@ -22,6 +33,7 @@ SUITES = {
     "real_payloads": real_payloads.run,
     "layouts": layouts.run,
     "requests_cache": requests_cache_hits.run,
+    "http_caches": http_cache_hits.run,
     "scale": scale.run,
     "startup": startup.run,
     "servers": servers.run,
