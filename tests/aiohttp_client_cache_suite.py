@@ -18,7 +18,6 @@ both here, on free ports (:mod:`local_server`), and points both at them.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import aiohttp_client_cache  # noqa: F401 - the installed package, bound before an sdist root goes on sys.path
 import pytest
 from local_server import serving
-from peer_sdist import peer_tests
+from peer_sdist import import_first, peer_tests
 
 __all__ = ["RELEASE", "ROOT", "serve_httpbin"]
 
@@ -35,12 +34,7 @@ SDIST_ENV_VAR = "ANIMEDEX_STORE_ACC_SDIST"
 _MARKER = Path("test") / "integration" / "base_backend_test.py"
 
 ROOT = peer_tests("aiohttp-client-cache", RELEASE, marker=_MARKER, env_var=SDIST_ENV_VAR)
-_imported = sys.modules.get("test")
-if _imported is not None and Path(getattr(_imported, "__file__", None) or "/").parent != ROOT / "test":
-    raise RuntimeError(f"a module named 'test' is imported already ({_imported!r}): aiohttp-client-cache's would clash")
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-pytest.register_assert_rewrite("test.integration", "test.conftest")
+import_first(ROOT, "test", rewrite=("integration", "conftest"))  # before the standard library's `test`
 
 
 @contextlib.contextmanager

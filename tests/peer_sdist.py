@@ -89,3 +89,15 @@ def peer_tests(project: str, release: str, *, marker: Path, env_var: str) -> Pat
     downloading it."""
     cache = Path(tempfile.gettempdir()) / f"animedex-store-{project}-tests"
     return _unpack(_download(project, release, cache, env_var), release, cache, marker)
+
+
+def import_first(root: Path, package: str, *, rewrite: tuple[str, ...]) -> None:
+    """Make ``package`` under ``root`` (a peer's tests) the one ``import package`` finds, ahead of any
+    other of that name, with pytest's assertion rewriting for its modules ``rewrite``; ``RuntimeError``
+    if another ``package`` is imported already."""
+    imported = sys.modules.get(package)
+    if imported is not None and Path(getattr(imported, "__file__", None) or "/").parent != root / package:
+        raise RuntimeError(f"a module named {package!r} is imported already ({imported!r}): the peer's would clash")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    pytest.register_assert_rewrite(*(f"{package}.{module}" for module in rewrite))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import pickle
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import datetime, timedelta, timezone
@@ -26,6 +25,7 @@ from cli_runner import cli_runner  # noqa: E402
 from httpbin import app as httpbin_app  # noqa: E402
 from itsdangerous.exc import BadSignature  # noqa: E402
 from local_server import serving  # noqa: E402
+from planted import planted_pickle  # noqa: E402
 
 from animedex_store import AsyncCacheRepository, CacheRepository  # noqa: E402
 from animedex_store import aiohttp_client_cache as adapter  # noqa: E402
@@ -103,19 +103,9 @@ def test_the_serializer_keeps_every_field_of_a_real_response(httpbin: str) -> No
     assert ResponseSerializer.dumps(binary).endswith(b"\0" + binary._body)  # the body as it is, after the JSON
 
 
-class _Planted:
-    """Unpickling this creates ``marker``: what a hostile row in a shared table could do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
 def test_a_planted_pickle_runs_no_code_unless_pickle_is_chosen(tmp_path: Path, engine_url: str) -> None:
     marker = tmp_path / "pwned"
-    planted = pickle.dumps(_Planted(marker))
+    planted = planted_pickle(marker)
 
     async def main() -> None:
         async with opened(StoreBackend("shared", engine_url)) as backend:

@@ -11,7 +11,6 @@ shares, each cache in its namespace. httpbin and the library's small
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,14 +21,10 @@ if sys.version_info < (3, 11):
     pytest.skip("aiohttp-client-cache 0.15 needs Python 3.11 or later", allow_module_level=True)
 
 import aiohttp_client_cache_suite  # noqa: E402 - after the skip; before any `test.*` import
-from at_head import build_at_head  # noqa: E402
-from conftest import SERVER_URLS, server_unreachable  # noqa: E402
 from test.integration.base_backend_test import BaseBackendTest  # noqa: E402
 from test.integration.base_storage_test import BaseStorageTest  # noqa: E402
 
 from animedex_store.aiohttp_client_cache import StoreBackend, StoreCache  # noqa: E402
-from animedex_store.errors import ConnectionFailedError  # noqa: E402
-from animedex_store.sql.sandbox import sandbox  # noqa: E402
 
 pytestmark = pytest.mark.peer  # its own tests
 
@@ -53,31 +48,10 @@ def _httpbin() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
-    """``url(engine)``: one database at head per engine for this module, dropped at its end."""
-    with contextlib.ExitStack() as stack:
-        urls: dict[str, str] = {}
-
-        def url(engine: str) -> str:
-            if engine not in urls:
-                if engine == "sqlite":
-                    urls[engine] = f"sqlite:///{tmp_path_factory.mktemp('acc') / 'http_cache.sqlite'}"
-                else:
-                    try:
-                        urls[engine] = stack.enter_context(sandbox(SERVER_URLS[engine]))
-                    except ConnectionFailedError as exc:
-                        server_unreachable(engine, exc)
-                build_at_head(urls[engine], SERVER_URLS)
-            return urls[engine]
-
-        yield url
-
-
 @pytest.fixture(scope="class")
-def _database(request: pytest.FixtureRequest, _databases: Callable[[str], str]) -> None:
+def _database(request: pytest.FixtureRequest, module_databases: Callable[[str], str]) -> None:
     """Point the test class's ``init_kwargs`` at its ``engine``'s database (and its own settings)."""
-    request.cls.init_kwargs = {"target": _databases(request.cls.engine), **request.cls.settings}
+    request.cls.init_kwargs = {"target": module_databases(request.cls.engine), **request.cls.settings}
 
 
 @pytest.mark.asyncio  # as its own test modules mark them

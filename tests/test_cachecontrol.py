@@ -14,7 +14,6 @@ CacheControl's own freshness (``time.time()`` against ``Date``), by time-machine
 from __future__ import annotations
 
 import json
-import pickle
 import sys
 import uuid
 from collections import Counter
@@ -36,6 +35,7 @@ from cachecontrol.heuristics import ExpiresAfter, LastModified, OneDayCache  # n
 from cachecontrol.serialize import Serializer  # noqa: E402
 from cli_runner import cli_runner  # noqa: E402
 from local_server import serving  # noqa: E402
+from planted import planted_pickle  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from animedex_store import CacheRepository  # noqa: E402
@@ -392,22 +392,12 @@ def test_closing_is_idempotent_and_leaves_a_shared_repository_open(engine_url: s
         assert shared.get("anilist", "media:1") == b"{}"
 
 
-class _Planted:
-    """Unpickling this creates ``marker``: what a hostile row in a shared table could do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
 def test_a_planted_pickle_is_a_miss_and_runs_nothing(visit: Visit, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     url = visit.url("max-age")
     # CacheControl's old pickle formats (cc=1, cc=2) are gone from 0.14: such a row is ignored.
-    visit.cache.set(url, b"cc=2," + pickle.dumps(_Planted(marker)))
-    visit.cache.set_body(url, pickle.dumps(_Planted(marker)))
+    visit.cache.set(url, b"cc=2," + planted_pickle(marker))
+    visit.cache.set_body(url, planted_pickle(marker))
     response = visit.get("max-age")
     assert (response.from_cache, response.status_code, marker.exists()) == (False, 200, False)
     assert visit.get("max-age").from_cache  # replaced by the real response
