@@ -33,7 +33,6 @@ How its data maps onto rows:
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from http.cookies import CookieError, Morsel, SimpleCookie
@@ -250,16 +249,19 @@ _FIELDS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _choose_serializer(serializer: Any, secret_key: Any, salt: str | bytes) -> Any:
-    """The serializer a :class:`StoreCache` uses: ``None`` (:class:`ResponseSerializer`) or ``"pickle"``,
-    signed with ``secret_key`` when one is given; or any object with ``dumps`` and ``loads``, as it is."""
-    if serializer is None or serializer == "pickle":
-        chosen: Any = ResponseSerializer if serializer is None else pickle
+def _serializer(serializer: Any, secret_key: Any, salt: str | bytes) -> Any:
+    """What :class:`StoreCache` hands ``BaseCache`` as its serializer: ``None`` gives
+    :class:`ResponseSerializer`, signed with ``secret_key`` when one is given; ``"pickle"`` gives
+    ``None``, for the library to choose its own (pickle, signed likewise); any object with ``dumps``
+    and ``loads`` is used as it is."""
+    if serializer is None:
         if not secret_key:
-            return chosen
+            return ResponseSerializer
         from itsdangerous.serializer import Serializer
 
-        return Serializer(secret_key, salt=salt, serializer=chosen)
+        return Serializer(secret_key, salt=salt, serializer=ResponseSerializer)
+    if serializer == "pickle":
+        return None
     if isinstance(serializer, str):
         raise ValueError(f"serializer must be None, 'pickle' or an object with dumps and loads, not {serializer!r}")
     if not (callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))):
@@ -291,7 +293,8 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it
         salt: str | bytes = b"aiohttp-client-cache",
         **kwargs: Any,
     ) -> None:
-        super().__init__(serializer=_choose_serializer(serializer, secret_key, salt), **kwargs)
+        chosen = _serializer(serializer, secret_key, salt)
+        super().__init__(secret_key=secret_key, salt=salt, serializer=chosen, **kwargs)
         self.cache_name = cache_name
         self.table_name = table_name
         self.backend = namespace(cache_name, table_name)
