@@ -32,7 +32,6 @@ How requests-cache's data maps onto rows:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
@@ -47,8 +46,10 @@ except ImportError as exc:  # the optional dependency
         f"animedex_store.requests_cache needs requests-cache: pip install 'animedex-store[requests-cache]' ({exc})"
     ) from exc
 
+from .core import http_caches
 from .core.clock import epoch_seconds
-from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS, check_count, check_key
+from .core.http_caches import is_storable_key
+from .core.validation import MAX_TTL_SECONDS, check_count
 from .fastpath.targets import Target
 from .repository import CacheRepository
 
@@ -68,16 +69,9 @@ except ImportError:  # pragma: no cover - cattrs is a requests-cache dependency
 
 
 def namespace(cache_name: str, table_name: str) -> str:
-    """The ``backend`` of one ``(cache_name, table_name)`` pair: ``rc:<len>:<cache_name>:<table_name>``.
-
-    The length prefix keeps ``("a:b", "c")`` and ``("a", "b:c")`` apart; a pair
-    too long for a key is ``rc:sha256:<hex>`` instead, which no spelled-out name
-    can be (those have a digit after ``rc:``).
-    """
-    spelled = f"rc:{len(cache_name)}:{cache_name}:{table_name}"
-    if len(spelled) <= KEY_MAX_LENGTH:
-        return spelled
-    return "rc:sha256:" + hashlib.sha256(spelled.encode("utf-8", "surrogatepass")).hexdigest()
+    """The ``backend`` of one ``(cache_name, table_name)`` pair: ``rc:<len>:<cache_name>:<table_name>``,
+    or ``rc:sha256:<hex>`` when that is too long for a key (see :func:`~animedex_store.core.http_caches.namespace`)."""
+    return http_caches.namespace("rc", cache_name, table_name)
 
 
 class _RepositoryHolder:
@@ -203,7 +197,7 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
     # -- requests-cache's hooks ----------------------------------------------------------------------
     def bulk_delete(self, keys: Iterable[str]) -> None:
         """Delete ``keys`` (missing ones ignored) in one statement per few hundred keys."""
-        self.repository.delete_many(self.backend, [key for key in keys if _storable(key)])
+        self.repository.delete_many(self.backend, [key for key in keys if is_storable_key(key)])
 
     def clear(self) -> None:
         """Delete every row of this namespace, and only of this one."""
@@ -358,15 +352,6 @@ class StoreCache(_RepositoryHolder, BaseCache):
         targets looked up a few hundred a query without reading a response."""
         redirects = dict(self.redirects.read_items())
         present = self.repository.contains_many(
-            self.responses.backend, [target for target in redirects.values() if _storable(target)]
+            self.responses.backend, [target for target in redirects.values() if is_storable_key(target)]
         )
         self.redirects.bulk_delete([key for key, target in redirects.items() if target not in present])
-
-
-def _storable(key: object) -> bool:
-    """Whether ``key`` could be a row's signature (else no row holds it)."""
-    try:
-        check_key("signature", key)
-    except (TypeError, ValueError):
-        return False
-    return True

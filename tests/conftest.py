@@ -101,6 +101,29 @@ def open_sandbox() -> Iterator[Callable[[str], str]]:
         yield open_one
 
 
+@pytest.fixture(scope="module")
+def module_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    """``url(engine)``: one database at head per engine (``"sqlite"``, or a ``SERVER_URLS`` name) for
+    this module, made on first ask and dropped at the module's end, after its test classes' own
+    ``teardown_class`` (a peer suite's may open its backend once more)."""
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+
+        def url(engine: str) -> str:
+            if engine not in urls:
+                if engine == "sqlite":
+                    urls[engine] = f"sqlite:///{tmp_path_factory.mktemp(engine) / 'cache.sqlite'}"
+                else:
+                    try:
+                        urls[engine] = stack.enter_context(sandbox(SERVER_URLS[engine]))
+                    except ConnectionFailedError as exc:
+                        server_unreachable(engine, exc)
+                build_at_head(urls[engine], SERVER_URLS)
+            return urls[engine]
+
+        yield url
+
+
 @pytest.fixture(params=ENGINES)
 def engine_url(request: pytest.FixtureRequest, tmp_path: Path, open_sandbox: Callable[[str], str]) -> str:
     """A URL to a fresh empty database: a SQLite file, or a server sandbox."""

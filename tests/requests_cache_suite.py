@@ -16,13 +16,11 @@ skipped, or fails under ``CI=true``.
 from __future__ import annotations
 
 import os
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
-import pytest
 import requests_cache  # noqa: F401 - the installed package, bound before an sdist root goes on sys.path
-from peer_sdist import peer_tests
+from peer_sdist import import_first, peer_tests
 
 __all__ = ["RELEASE", "ROOT"]
 
@@ -31,11 +29,6 @@ SDIST_ENV_VAR = "ANIMEDEX_STORE_RC_SDIST"
 _MARKER = Path("tests") / "integration" / "base_cache_test.py"
 
 ROOT = peer_tests("requests-cache", RELEASE, marker=_MARKER, env_var=SDIST_ENV_VAR)
-_imported = sys.modules.get("tests")
-if _imported is not None and Path(getattr(_imported, "__file__", None) or "/").parent != ROOT / "tests":
-    raise RuntimeError(f"a module named 'tests' is imported already ({_imported!r}): requests-cache's would clash")
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import_first(ROOT, "tests", rewrite=("integration", "conftest"))
 # requests-cache's conftest reads this at import: its httpbin_wrapper then serves httpbin through pytest-httpbin.
 os.environ["USE_PYTEST_HTTPBIN"] = "true"
-pytest.register_assert_rewrite("tests.integration", "tests.conftest")

@@ -314,3 +314,34 @@ asyncio.run(main())
 print(json.dumps(heavy_loaded()))
 """
     assert run_fresh(code, cwd=tmp_path) == ["asyncio"]
+
+
+#: The HTTP-cache adapters with an optional library: (module, the library's import name, the extra).
+ADAPTERS = [
+    ("animedex_store.aiohttp_client_cache", "aiohttp_client_cache", "aiohttp-client-cache"),
+    ("animedex_store.cachecontrol", "cachecontrol", "cachecontrol"),
+]
+
+
+@pytest.mark.parametrize(("module", "library", "extra"), ADAPTERS)
+def test_an_http_cache_adapter_needs_its_library_only_when_imported(
+    tmp_path: Path, module: str, library: str, extra: str
+) -> None:
+    """Without the library the package imports as ever, loading no HTTP package; the adapter's module
+    says which extra to install."""
+    code = f"""
+sys.modules[{library!r}] = None  # as if it were not installed
+import animedex_store, animedex_store.sqlite
+web = ("aiohttp", "aiohttp_client_cache", "cachecontrol", "requests", "msgpack", "yarl")
+loaded = sorted(name for name in web if sys.modules.get(name) is not None)
+heavy = heavy_loaded()
+try:
+    import {module}
+    outcome = "imported"
+except ImportError as error:
+    outcome = str(error)
+print(json.dumps({{"outcome": outcome, "loaded": loaded, "heavy": heavy}}))
+"""
+    report = run_fresh(code, cwd=tmp_path)
+    assert report == {"outcome": report["outcome"], "loaded": [], "heavy": []}
+    assert f"pip install 'animedex-store[{extra}]'" in report["outcome"]

@@ -123,12 +123,13 @@ def _pip(python: str | Path, args: list[str], what: str) -> None:
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Python of a fresh venv with the wheel installed: its dependencies, its optional ones
-    (requests-cache, zstd, hishel) and pytest, which the plugin imports."""
+    (requests-cache, zstd, hishel, aiohttp-client-cache and CacheControl where the Python takes them) and pytest,
+    which the plugin imports."""
     venv = tmp_path_factory.mktemp("installed") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     # --no-compile: a child then reads the revision scripts themselves, which an audit hook sees.
-    requirement = f"animedex-store[requests-cache,zstd,hishel] @ {wheel.as_uri()}"
+    requirement = f"animedex-store[requests-cache,zstd,hishel,aiohttp-client-cache,cachecontrol] @ {wheel.as_uri()}"
     _pip(python, ["install", "--no-compile", requirement, "pytest"], "pip install of the wheel and its dependencies")
     return python
 

@@ -16,7 +16,9 @@ string literals, never its logic:
   local httpbin (pytest-httpbin), so no test calls a real web API.
 
 A block that cannot run alone is marked in the README, right before its fence,
-with ``<!-- not run: why -->``; its test is skipped with that reason.
+with ``<!-- not run: why -->``; its test is skipped with that reason. A block
+whose library needs a newer Python than the oldest supported is marked there
+with ``<!-- needs Python 3.11+ -->``, and skipped on older ones.
 """
 
 from __future__ import annotations
@@ -37,14 +39,13 @@ from sourcefiles import REPO_ROOT
 README = REPO_ROOT / "README.md"
 #: The marker of a block that is deliberately not run, on the line before its fence.
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<reason>.+?)\s*-->$")
+#: The marker of a block that runs on a newer Python only, on the line before its fence.
+NEEDS_PYTHON = re.compile(r"^<!--\s*needs Python (?P<major>\d+)\.(?P<minor>\d+)\+\s*-->$")
 #: A database server URL as the README writes one; the name says which test server stands in.
 SERVER_URL = re.compile(r"^(?P<dialect>postgresql|mysql|mariadb)(\+\w+)?://")
 WEB_URL = re.compile(r"^https?://")
 SERVER_OF_DIALECT = {"postgresql": "postgresql", "mysql": "mariadb", "mariadb": "mariadb"}
 BLOCK_TIMEOUT_SECONDS = 120
-#: Packages whose supported release needs a newer Python than the oldest we support: a block that
-#: imports one is skipped on older ones (hishel 2.0 needs 3.10).
-NEEDS_PYTHON = {"hishel": (3, 10)}
 
 
 def string_literals(code: str) -> dict[str, str]:
@@ -67,6 +68,7 @@ class Block:
     heading: str
     code: str
     not_run: str | None  # the reason given in a ``<!-- not run: ... -->`` marker
+    needs_python: tuple[int, int] | None = None  # from a ``<!-- needs Python X.Y+ -->`` marker
 
     @property
     def id(self) -> str:
@@ -79,14 +81,6 @@ class Block:
         """The test servers (``SERVER_URLS`` names) the block's URLs stand for."""
         found = (SERVER_URL.match(value) for value in string_literals(self.code).values())
         return sorted({SERVER_OF_DIALECT[match["dialect"]] for match in found if match})
-
-    @property
-    def needs_python(self) -> tuple[int, int]:
-        """The oldest Python the packages it imports run on (:data:`NEEDS_PYTHON`)."""
-        tree = ast.parse(self.code)
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        return max((NEEDS_PYTHON.get(name.split(".")[0], (3, 9)) for name in imported), default=(3, 9))
 
     @property
     def is_pytest_module(self) -> bool:
@@ -108,9 +102,10 @@ def readme_blocks(text: str) -> list[Block]:
             end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
             if line.strip() == "```python":
                 before = next((lines[i].strip() for i in range(index - 1, -1, -1) if lines[i].strip()), "")
-                marker = NOT_RUN.match(before)
+                marker, needs = NOT_RUN.match(before), NEEDS_PYTHON.match(before)
                 code = "\n".join(lines[index + 1 : end]) + "\n"
-                blocks.append(Block(index + 1, heading, code, marker and marker["reason"]))
+                version = (int(needs["major"]), int(needs["minor"])) if needs else None
+                blocks.append(Block(index + 1, heading, code, marker and marker["reason"], version))
             index = end  # a fence's contents are never headings
         index += 1
     return blocks
@@ -168,9 +163,8 @@ def test_readme_python_block_runs(
 ) -> None:
     if block.not_run:
         pytest.skip(f"README.md:{block.line} is marked not run: {block.not_run}")
-    if sys.version_info < block.needs_python:
-        needed = ".".join(map(str, block.needs_python))
-        pytest.skip(f"README.md:{block.line} imports a package that needs Python {needed} or later")
+    if block.needs_python and sys.version_info < block.needs_python:
+        pytest.skip(f"README.md:{block.line} needs Python {'.'.join(map(str, block.needs_python))} or later")
     code = rewritten(block, open_sandbox, lambda: str(request.getfixturevalue("httpbin").url).rstrip("/"))
     assert not [value for value in string_literals(code).values() if _remote(value)], f"a web URL left in:\n{code}"
     result = run_block(code, tmp_path / "empty", as_pytest_module=block.is_pytest_module)
@@ -182,10 +176,12 @@ def test_readme_python_block_runs(
 
 def test_the_readme_has_python_blocks_and_every_not_run_marker_is_on_one() -> None:
     """The blocks are found (a parser that finds none would pass every block test), and a
-    ``<!-- not run -->`` marker that is not right before a ```python fence is a mistake."""
+    ``<!-- not run -->`` or ``<!-- needs Python -->`` marker that is not right before a ```python
+    fence is a mistake."""
     assert len(BLOCKS) >= 10
     lines = README.read_text(encoding="utf-8").splitlines()
-    marked = {index + 1 for index, line in enumerate(lines) if NOT_RUN.match(line.strip())}
+    markers = (NOT_RUN, NEEDS_PYTHON)
+    marked = {index + 1 for index, line in enumerate(lines) if any(m.match(line.strip()) for m in markers)}
     following = {mark: next((line.strip() for line in lines[mark:] if line.strip()), "") for mark in sorted(marked)}
     assert {mark: fence for mark, fence in following.items() if fence != "```python"} == {}
 
@@ -205,6 +201,7 @@ def test_the_block_parser_reads_headings_markers_and_urls() -> None:
             'repo = CacheRepository("mysql+pymysql://u:p@db/x")  # "https://example.com/in-a-comment"',
             'fetch("https://api.example.com/v1/a?b=1")',
             "```",
+            "<!-- needs Python 3.11+ -->",
             "```python",
             "def test_it():",
             "    pass",
@@ -212,6 +209,7 @@ def test_the_block_parser_reads_headings_markers_and_urls() -> None:
         ]
     )
     first, second = readme_blocks(text)
+    assert (first.needs_python, second.needs_python) == (None, (3, 11))
     assert (first.line, first.heading, first.not_run, first.servers) == (
         8,
         "A section: with `code`",

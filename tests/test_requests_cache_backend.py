@@ -5,7 +5,6 @@ and importing the package without requests-cache."""
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from cli_runner import cli_runner
 from fresh_interpreter import run_fresh
+from planted import planted_pickle
 from requests_cache import CachedSession
 from requests_mock import Adapter
 
@@ -70,21 +70,11 @@ def test_a_name_too_long_for_a_key_is_hashed_and_still_kept_apart() -> None:
     assert namespace("http_cache", "responses") == "rc:10:http_cache:responses"
 
 
-class _Planted:
-    """Unpickling this creates ``marker``: what a hostile row in a shared table could do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
 def test_a_planted_pickle_runs_no_code_with_the_default_serializer(tmp_path: Path, engine_url: str) -> None:
     marker = tmp_path / "pwned"
     cache = StoreCache("shared", engine_url)
     try:
-        cache.repository.set(cache.responses.backend, "planted", pickle.dumps(_Planted(marker)), ttl_seconds=3600)
+        cache.repository.set(cache.responses.backend, "planted", planted_pickle(marker), ttl_seconds=3600)
         assert cache.get_response("planted") is None  # unreadable as JSON: no response, no code run
         assert not marker.exists()
         # The control: a reader that chose pickle does run it. The row really is a live pickle.

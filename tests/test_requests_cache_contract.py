@@ -9,49 +9,24 @@ locally by pytest-httpbin through requests-cache's own ``httpbin_wrapper``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import requests_cache_suite  # noqa: F401 - before any `tests.*` import
-from conftest import SERVER_URLS, server_unreachable
 from tests.integration.base_cache_test import BaseCacheTest
 from tests.integration.base_storage_test import BaseStorageTest
 
-from animedex_store.errors import ConnectionFailedError
 from animedex_store.requests_cache import StoreCache, StoreDict
-from animedex_store.sql.sandbox import sandbox
 from tests.conftest import httpbin_wrapper  # noqa: F401 - autouse (USE_PYTEST_HTTPBIN=true): a local httpbin
 
 pytestmark = pytest.mark.peer  # requests-cache's own tests
 
 
-@pytest.fixture(scope="module")
-def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
-    """``url(engine)``: one new database per engine for this module, dropped at its end, after the
-    test classes' own ``teardown_class`` (which opens the backend once more)."""
-    with contextlib.ExitStack() as stack:
-        urls: dict[str, str] = {}
-
-        def url(engine: str) -> str:
-            if engine not in urls:
-                if engine == "sqlite":
-                    urls[engine] = f"sqlite:///{tmp_path_factory.mktemp('rc') / 'http_cache.sqlite'}"
-                else:
-                    try:
-                        urls[engine] = stack.enter_context(sandbox(SERVER_URLS[engine]))
-                    except ConnectionFailedError as exc:
-                        server_unreachable(engine, exc)
-            return urls[engine]
-
-        yield url
-
-
 @pytest.fixture(scope="class")
-def _database(request: pytest.FixtureRequest, _databases: Callable[[str], str]) -> None:
+def _database(request: pytest.FixtureRequest, module_databases: Callable[[str], str]) -> None:
     """Point the test class's ``init_kwargs`` at its ``engine``'s database. A target string, not a
     repository: requests-cache's process tests pickle ``init_kwargs`` and open the backend in each child."""
-    request.cls.init_kwargs = {"target": _databases(request.cls.engine)}
+    request.cls.init_kwargs = {"target": module_databases(request.cls.engine)}
 
 
 @pytest.mark.usefixtures("_database")
