@@ -18,9 +18,9 @@ __all__ = ["run", "ROWS"]
 
 ROWS = 1_000
 TTL = 3_600
-#: The issue's bar: a batch costs at most a tenth of single calls, per row.
+#: The target: a batch costs at most a tenth of single calls, per row.
 BATCH_TARGET = 0.1
-#: The cold-start issue's bar: set_many within 1.2x of the raw driver doing the same.
+#: The target: set_many within 1.2x of the raw driver doing the same.
 RAW_TARGET = 1.2
 
 

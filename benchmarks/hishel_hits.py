@@ -23,7 +23,7 @@ from .payloads import real_rows
 
 __all__ = ["run", "HIT_TARGET"]
 
-#: Issue 22's bar: a hit costs at most 1.1x a hit through hishel's own SqliteStorage.
+#: The target: a hit costs at most 1.1x a hit through hishel's own SqliteStorage.
 HIT_TARGET = 1.1
 URLS = 200
 QUICK_URLS = 50

@@ -25,7 +25,7 @@ from .payloads import real_rows
 
 __all__ = ["run", "HIT_TARGET"]
 
-#: Issue 23's bar: a hit costs at most 1.1x a hit through the library's own backend.
+#: The target: a hit costs at most 1.1x a hit through the library's own backend.
 HIT_TARGET = 1.1
 URLS = 200
 QUICK_URLS = 50

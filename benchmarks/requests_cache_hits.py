@@ -22,9 +22,9 @@ from .payloads import real_rows
 __all__ = ["run", "SERIALIZERS", "HIT_TARGET", "SORTED_TARGET"]
 
 SERIALIZERS = ("json", "pickle")
-#: Issue 17's bar: a hit costs at most 1.1x a hit on requests-cache's own SQLite backend.
+#: The target: a hit costs at most 1.1x a hit on requests-cache's own SQLite backend.
 HIT_TARGET = 1.1
-#: Issue 20's bar: sorted(limit=10) over 100,000 responses at most 2x requests-cache's SQLite backend.
+#: The target: sorted(limit=10) over 100,000 responses at most 2x requests-cache's SQLite backend.
 SORTED_TARGET = 2.0
 URLS = 200
 QUICK_URLS = 50

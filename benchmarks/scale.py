@@ -36,7 +36,7 @@ from .seed_baseline import SeedCache
 __all__ = ["run"]
 
 EXPIRED_EVERY = 100  # 1 % expired
-PURGE_TARGET = 1 / 20  # the bar: at least 20x faster than the seed's query
+PURGE_TARGET = 1 / 20  # the target: at least 20x faster than the seed's query
 GET_FLAT_TARGET = 1.5  # get at any size within 1.5x of the smallest
 _INSERT = (
     "INSERT INTO cache_rows (backend, signature, payload, expires_at, response_headers, fetched_at)"
