@@ -20,6 +20,7 @@ from reliability import JOIN_TIMEOUT_SECONDS, LONG_TTL, context, lost_writes, pa
 from rowdump import plain_engine, rows
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from animedex_store import CacheRepository
@@ -212,6 +213,10 @@ def administration(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
+#: MariaDB's error for KILL of a session that has already ended.
+UNKNOWN_THREAD_ID = 1094
+
+
 def kill_connections(admin: Connection, *, postgresql: bool, **where: str) -> int:
     """Terminate the server sessions matching ``where`` (one column); returns how many."""
     ((column, value),) = where.items()
@@ -222,9 +227,15 @@ def kill_connections(admin: Connection, *, postgresql: bool, **where: str) -> in
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     else:
         query = f"SELECT id FROM information_schema.processlist WHERE {column} = :value AND id <> CONNECTION_ID()"
-        sessions = admin.execute(text(query), {"value": value}).scalars().all()
-        for session in sessions:
-            admin.exec_driver_sql(f"KILL {int(session)}")
+        sessions = []
+        for session in admin.execute(text(query), {"value": value}).scalars().all():
+            try:
+                admin.exec_driver_sql(f"KILL {int(session)}")
+            except OperationalError as error:  # a session killed earlier stays listed while it ends
+                if error.orig.args[0] != UNKNOWN_THREAD_ID:
+                    raise
+            else:
+                sessions.append(session)
     return len(sessions)
 
 
