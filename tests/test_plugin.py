@@ -102,7 +102,7 @@ def test_fixtures_from_an_application_without_conftest(pytester: pytest.Pytester
 
 def test_two_hundred_fresh_repositories(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_many=MANY_TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")  # sync tests: no async plugin
     result.assert_outcomes(passed=200)
 
 

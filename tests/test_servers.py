@@ -396,11 +396,12 @@ def test_plugin_runs_cache_repository_on_a_server(
     targets = pytester.path / "targets.txt"
     monkeypatch.setenv("TARGETS_FILE", str(targets))
     pytester.makepyfile(test_application=APPLICATION_TESTS)
+    options = ["-p", "no:cacheprovider", "-p", "no:asyncio"]  # sync tests: no async plugin
     if how == "option":
-        result = pytester.runpytest("-p", "no:cacheprovider", f"--animedex-store-url={server_base_url}")
+        result = pytester.runpytest(*options, f"--animedex-store-url={server_base_url}")
     else:
         monkeypatch.setenv(TEST_URL_ENV_VAR, server_base_url)
-        result = pytester.runpytest("-p", "no:cacheprovider")
+        result = pytester.runpytest(*options)
     result.assert_outcomes(passed=2)
     sandboxes = [re.search(rf"{SANDBOX_PREFIX}[0-9a-f]+", line).group() for line in targets.read_text().splitlines()]
     assert len(set(sandboxes)) == 2  # one schema/database per test
