@@ -22,6 +22,7 @@ from sqlalchemy import make_url, text
 from animedex_store import AsyncCacheRepository, StoreError
 from animedex_store.core.clock import epoch_millis
 from animedex_store.errors import FetchTimeoutError
+from animedex_store.fastpath import async_connection
 from animedex_store.testing import FrozenClock
 
 T = TypeVar("T")
@@ -154,6 +155,38 @@ def test_a_write_waiting_for_another_connections_lock_leaves_the_loop_ticking(ur
 
     ticks, waited = run(use())
     assert ticks == TICKS_WHILE_WAITING and waited
+
+
+@pytest.mark.parametrize(("budget", "passes"), [(3600.0, 1), (-1.0, 10)])
+def test_inline_reads_share_each_pass_of_the_loop_up_to_a_budget(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, budget: float, passes: int
+) -> None:
+    """Ten coroutines reading at once read in one pass of the loop while the pass has budget left
+    (3600 s), and one per pass when it is spent at once (-1 s): the loop's timers run between."""
+    monkeypatch.setattr(async_connection, "PASS_BUDGET_SECONDS", budget)
+
+    async def use() -> set[int]:
+        loop = asyncio.get_running_loop()
+        current = 0
+
+        def count_passes() -> None:  # runs once in every pass of the loop
+            nonlocal current
+            current += 1
+            loop.call_soon(count_passes)
+
+        async with AsyncCacheRepository(tmp_path / "cache.sqlite") as repository:
+            await repository.set("b", "k", b"v", ttl_seconds=60)
+            read_in: set[int] = set()
+
+            async def read() -> None:
+                assert await repository.get("b", "k") == b"v"
+                read_in.add(current)
+
+            loop.call_soon(count_passes)
+            await asyncio.gather(*(read() for _ in range(10)))
+            return read_in
+
+    assert len(run(use())) == passes
 
 
 # -- cancellation ---------------------------------------------------------------------------------

@@ -14,13 +14,19 @@
   other connection can lock it, so nothing waits.
 
 A call that runs inline first yields to the loop once: a coroutine reading row
-after row would otherwise never let the others (or a lease's renewal) run.
-Standard library only.
+after row would otherwise never let the others (or a lease's renewal) run. And
+the inline calls of one pass of the loop share a budget of time
+(:data:`PASS_BUDGET_SECONDS`): once it is spent, the others wait for a later
+pass. The loop runs its timers and I/O only between passes, and sixty-four
+coroutines each reading once in the same pass would otherwise hold them back
+for the sum of their reads. Standard library only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -35,6 +41,35 @@ from .sqlite_file import connect
 __all__ = ["ThreadedConnections", "SqliteFileConnections", "InlineConnections"]
 
 T = TypeVar("T")
+
+#: How long inline calls may keep one pass of the event loop before the rest wait for a later pass.
+PASS_BUDGET_SECONDS = 0.0005
+
+
+class LoopPasses:
+    """Turns for inline calls: each pass of the event loop runs them for :data:`PASS_BUDGET_SECONDS`."""
+
+    def __init__(self) -> None:
+        self._started: float | None = None  # when this pass's first inline call began
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    async def turn(self) -> None:
+        """Yield to the loop once, then wait for a pass whose budget is not spent."""
+        await asyncio.sleep(0)  # the others' turn first
+        while self._started is not None and time.perf_counter() - self._started > PASS_BUDGET_SECONDS:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
+        if self._started is None:
+            self._started = time.perf_counter()
+            asyncio.get_running_loop().call_soon(self._next_pass)
+
+    def _next_pass(self) -> None:
+        self._started = None
+        waiting, self._waiting = self._waiting, deque()
+        for waiter in waiting:
+            if not waiter.done():  # a waiter cancelled since
+                waiter.set_result(None)
 
 
 class ThreadedConnections(AsyncConnections):
@@ -84,17 +119,18 @@ class SqliteFileConnections(ThreadedConnections):
         super().__init__(writer)
         assert writer.path is not None
         reader = connect(writer.path, timeout=0, create=False)
+        self._passes = LoopPasses()
         self._reader = SharedSqliteConnection(reader, writer.target, reader.close, writer.path)
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        await asyncio.sleep(0)  # the others' turn first
+        await self._passes.turn()
         try:
             return self._reader.read_one(statement, values)
         except DatabaseLockedError:  # it would have had to wait: on the thread, with the busy timeout
             return await super().fetchone(statement, values)
 
     async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        await asyncio.sleep(0)
+        await self._passes.turn()
         try:
             return self._reader.read_all(statement, values)
         except DatabaseLockedError:
@@ -111,25 +147,26 @@ class InlineConnections(AsyncConnections):
     def __init__(self, blocking: BlockingConnections) -> None:
         self.blocking = blocking
         self.target = blocking.target
+        self._passes = LoopPasses()
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        await asyncio.sleep(0)
+        await self._passes.turn()
         return await self.blocking.fetchone(statement, values)
 
     async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        await asyncio.sleep(0)
+        await self._passes.turn()
         return await self.blocking.fetchall(statement, values)
 
     async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
-        await asyncio.sleep(0)
+        await self._passes.turn()
         return await self.blocking.execute(statement, values)
 
     async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        await asyncio.sleep(0)
+        await self._passes.turn()
         return await self.blocking.executemany(statement, rows)
 
     async def vacuum(self) -> int | None:
-        await asyncio.sleep(0)
+        await self._passes.turn()
         return await self.blocking.vacuum()
 
     async def close(self) -> None:
