@@ -257,7 +257,7 @@ def _serializer(serializer: Any, secret_key: Any, salt: str | bytes) -> Any:
     if serializer is None:
         if not secret_key:
             return ResponseSerializer
-        from itsdangerous.serializer import Serializer
+        from itsdangerous.serializer import Serializer  # type: ignore[import-not-found,unused-ignore]
 
         return Serializer(secret_key, salt=salt, serializer=ResponseSerializer)
     if serializer == "pickle":

@@ -56,8 +56,9 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar, Union
 
 try:
-    import msgpack  # type: ignore[import-untyped,unused-ignore]  # a dependency of hishel
-    from hishel import AsyncBaseStorage, BaseStorage, Entry, Headers, Request, Response
+    # The ignores: mypy checks this module where the optional dependency is missing too (Python 3.9).
+    import msgpack  # type: ignore[import-untyped,import-not-found,unused-ignore]  # a dependency of hishel
+    from hishel import AsyncBaseStorage, BaseStorage, Entry, Headers, Request, Response  # type: ignore[import-not-found,unused-ignore]
 except ImportError as exc:  # the optional dependency
     raise ImportError(
         f"animedex_store.hishel needs hishel 2.0: pip install 'animedex-store[hishel]' (Python 3.10+) ({exc})"
@@ -612,11 +613,11 @@ class _Setup(Generic[_R]):
         if repository is not None and not isinstance(repository, kind):
             raise TypeError(f"repository must be a {kind.__name__}, not {type(repository).__name__}")
         # hishel's base class, next in the MRO, keeps the three options.
-        super().__init__(default_ttl=default_ttl, default_tti=default_tti, max_stream_size=max_stream_size)  # type: ignore[call-arg]
+        super().__init__(default_ttl=default_ttl, default_tti=default_tti, max_stream_size=max_stream_size)  # type: ignore[call-arg,unused-ignore]
         self.repository: _R = kind(target) if repository is None else repository
         self.namespace = namespace
         self.max_size = max_size
-        self._store = _Store(self, self.repository, repository is None, namespace, max_size)  # type: ignore[arg-type]
+        self._store = _Store(self, self.repository, repository is None, namespace, max_size)  # type: ignore[arg-type,unused-ignore]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.repository.target!r}, namespace={self.namespace!r})"
@@ -628,7 +629,7 @@ def _entry(entry_id: uuid.UUID, stored: _Stored, stream: Iterator[bytes] | Async
     return Entry(id=entry_id, request=request, response=response)
 
 
-class StoreStorage(_Setup[CacheRepository], BaseStorage):
+class StoreStorage(_Setup[CacheRepository], BaseStorage):  # type: ignore[misc,unused-ignore]  # Any where it is missing
     """hishel's ``BaseStorage`` on a :class:`~animedex_store.CacheRepository`, for ``hishel.httpx.CacheClient``,
     ``hishel.requests.CacheAdapter`` and the rest of hishel's sync clients.
 
@@ -683,7 +684,7 @@ class StoreStorage(_Setup[CacheRepository], BaseStorage):
         run_blocking(self._store.close())
 
 
-class AsyncStoreStorage(_Setup[AsyncCacheRepository], AsyncBaseStorage):
+class AsyncStoreStorage(_Setup[AsyncCacheRepository], AsyncBaseStorage):  # type: ignore[misc,unused-ignore]  # Any where it is missing
     """hishel's ``AsyncBaseStorage`` on an :class:`~animedex_store.AsyncCacheRepository`, for
     ``hishel.httpx.AsyncCacheClient`` and hishel's other async clients: :class:`StoreStorage`'s
     arguments and behaviour, as coroutines; ``repository=`` takes an ``AsyncCacheRepository``."""
