@@ -188,8 +188,9 @@ def _fixture_setup(settings: Settings, workdir: Path) -> list[Result]:
     (project / "conftest.py").write_text(textwrap.dedent(_TIMING_CONFTEST.format(out=str(timings))))
     (project / "test_fixture_cost.py").write_text(textwrap.dedent(_FIXTURE_TESTS.format(count=settings.fixture_tests)))
     subprocess.run(
-        # Our plugin loads from its entry point; pytest-alembic is not needed here.
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:pytest_alembic", str(project)],
+        # Our plugin loads from its entry point; pytest-alembic and an async plugin are not needed here.
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:pytest_alembic", "-p", "no:asyncio"]
+        + [str(project)],
         check=True,
         cwd=project,
         timeout=600,
