@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from rowdump import dump_rows, plain_engine, rows
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, text, update
 
 from animedex_store import CacheRepository, StoreError
 from animedex_store.core.stats import BackendStats, CachedResponse, CacheStats
@@ -346,22 +346,26 @@ def _wait_for_transactions_older_than_now(url: str, deadline_seconds: float = 60
     """Until every transaction running anywhere on the PostgreSQL server now has ended.
 
     VACUUM FULL keeps the deleted rows that a transaction older than the delete
-    might still see, and any transaction with an id counts, in any database of
-    the server: other tests' sessions (their migrations, their lock tests) would
-    otherwise decide how much this one reclaims. A condition, polled, with a deadline.
+    might still see: one with an id, and one without an id that holds a snapshot
+    taken before it (``backend_xmin``), in any session of the server: other tests'
+    sessions (their migrations, their lock tests, their reads) would otherwise
+    decide how much this one reclaims. A condition, polled, with a deadline.
     """
     engine = plain_engine(url)
     try:
         with engine.connect() as connection:
             now = connection.exec_driver_sql("SELECT pg_current_xact_id()::text::bigint").scalar_one()
             connection.rollback()
+            # pg_stat_activity shows 32-bit xids: compare within the current epoch.
+            older = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                " AND (backend_xid::text::bigint <= :now OR backend_xmin::text::bigint <= :now)"
+            )
             give_up = time.monotonic() + deadline_seconds
             while True:
-                oldest = connection.exec_driver_sql(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-                ).scalar_one()
+                running = connection.execute(older, {"now": now % 2**32}).scalar_one()
                 connection.rollback()
-                if oldest > now:
+                if running == 0:
                     return
                 assert time.monotonic() < give_up, f"a transaction older than {now} ran for {deadline_seconds} s"
                 time.sleep(0.01)
