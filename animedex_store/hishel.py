@@ -48,6 +48,7 @@ import inspect
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -127,12 +128,33 @@ def backends(namespace: str = "hishel") -> Backends:
     return Backends(namespace)
 
 
-def _new_id() -> uuid.UUID:
-    """A random UUID (version 7 layout) whose first 48 bits are now in epoch milliseconds."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 4122 variant
-    return uuid.UUID(int=value)
+class _EntryIds:
+    """New entry ids: UUIDs of the version 7 layout, whose first 48 bits are epoch milliseconds and
+    whose other 74 free bits are random, except that within a process each id is greater than the
+    one before (RFC 9562's monotonic random: an id in the same millisecond as the last, or with the
+    clock set back, is the last one plus one). A key's entries are listed oldest first by id."""
+
+    _FREE_BITS = 74  # 12 bits of rand_a and 62 of rand_b, around the version and variant
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = (0, 0)  # (milliseconds, free bits) of the last id
+
+    def new(self) -> uuid.UUID:
+        milliseconds = time.time_ns() // 1_000_000
+        free = int.from_bytes(os.urandom(10), "big") >> (80 - self._FREE_BITS)
+        with self._lock:
+            last_milliseconds, last_free = self._last
+            if milliseconds <= last_milliseconds:
+                milliseconds, free = last_milliseconds, last_free + 1
+                if free >> self._FREE_BITS:  # the millisecond's ids are used up: the next one's
+                    milliseconds, free = milliseconds + 1, 0
+            self._last = (milliseconds, free)
+        rand_a, rand_b = free >> 62, free & (1 << 62) - 1
+        return uuid.UUID(int=milliseconds << 80 | 0x7 << 76 | rand_a << 64 | 0x2 << 62 | rand_b)
+
+
+_new_id = _EntryIds().new
 
 
 def _chunk_signature(entry_id: str, number: int) -> str:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from hishel import Entry, Headers, Request, Response  # noqa: E402
 from hishel.httpx import AsyncCacheClient, CacheClient  # noqa: E402
 
 from animedex_store import AsyncCacheRepository, CacheRepository  # noqa: E402
+from animedex_store import hishel as animedex_hishel  # noqa: E402
 from animedex_store.core.clock import FrozenClock  # noqa: E402
 from animedex_store.hishel import CHUNK_SIZE, GRACE_SECONDS, AsyncStoreStorage, StoreStorage, backends  # noqa: E402
 
@@ -99,6 +101,16 @@ def test_a_key_holds_several_entries_with_their_headers_whole(storage: StoreStor
     assert found[0].response.headers.get_list("set-cookie") == ["x=1", "y=2"]
     assert found[0].response.headers["x-title"] == "カウボーイビバップ"
     assert [_read(entry) for entry in found] == [b"hello", b"konnichiwa"]
+
+
+def test_entries_of_one_millisecond_list_in_the_order_they_were_created(
+    storage: StoreStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry's id carries the millisecond it was made in; ids of one millisecond (here all of
+    them: the ids' clock is stopped, and behind the last id made) still count up, oldest first."""
+    monkeypatch.setattr(animedex_hishel, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
+    created = [_store(storage, f"body {number}".encode()).id for number in range(20)]
+    assert [entry.id for entry in storage.get_entries(KEY)] == created
 
 
 def test_keys_of_any_length_and_script_are_kept_apart(storage: StoreStorage) -> None:
