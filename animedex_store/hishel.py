@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import math
 import os
 import threading
 import time
@@ -67,6 +66,7 @@ except ImportError as exc:  # the optional dependency
 
 from .async_repository import AsyncCacheRepository
 from .core.blocking import run_blocking
+from .core.http_caches import ttl_reaching
 from .core.response import StoredKey
 from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS, check_count, check_seconds
 from .errors import StoreError
@@ -258,7 +258,7 @@ def _row_ttl(expires: float | None, now: float, outlive: float = 0.0) -> int:
     rounded up to the whole second rows keep."""
     if expires is None:
         return MAX_TTL_SECONDS
-    return min(max(math.ceil(expires + outlive) - math.floor(now), 0), MAX_TTL_SECONDS)
+    return ttl_reaching(expires + outlive, now)
 
 
 @dataclass

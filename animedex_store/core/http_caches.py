@@ -9,12 +9,13 @@ truncated. Standard library only.
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime
 
 from .clock import epoch_seconds
 from .validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS, check_key
 
-__all__ = ["namespace", "fitted_key", "is_storable_key", "ttl_until"]
+__all__ = ["namespace", "fitted_key", "is_storable_key", "ttl_reaching", "ttl_until"]
 
 
 def namespace(prefix: str, cache_name: str, table_name: str) -> str:
@@ -45,9 +46,13 @@ def is_storable_key(key: object) -> bool:
     return True
 
 
+def ttl_reaching(moment: float, now: float) -> int:
+    """Seconds a row written at ``now`` must live to reach ``moment`` (both epoch seconds): rounded up,
+    as rows keep whole seconds and count from ``now`` rounded down, so the row never expires before
+    it; 0 for a moment already past, at most the longest TTL."""
+    return min(max(math.ceil(moment) - math.floor(now), 0), MAX_TTL_SECONDS)
+
+
 def ttl_until(moment: datetime, now: datetime) -> int:
-    """Seconds a row written at ``now`` must live to reach ``moment`` (naive: UTC): rounded up, as rows
-    keep whole seconds and count from ``now`` rounded down, so the row never expires before it; 0 for
-    a moment already past."""
-    rounded_up = epoch_seconds(moment) + (moment.microsecond > 0)
-    return min(max(rounded_up - epoch_seconds(now), 0), MAX_TTL_SECONDS)
+    """:func:`ttl_reaching` for datetimes (naive: UTC), exact to the microsecond."""
+    return ttl_reaching(epoch_seconds(moment) + (moment.microsecond > 0), epoch_seconds(now))
