@@ -45,8 +45,9 @@ DOCS = REPO_ROOT / "docs"
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<reason>.+?)\s*-->$")
 #: The marker of a block that runs on a newer Python only, on the line before its fence.
 NEEDS_PYTHON = re.compile(r"^<!--\s*needs Python (?P<major>\d+)\.(?P<minor>\d+)\+\s*-->$")
-#: A fence's opening line (CommonMark: three or more backticks or tildes, up to three spaces in).
-FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})\s*(?P<info>.*?)\s*$")
+#: A fence's opening line (CommonMark: three or more backticks or tildes, up to three spaces in; a
+#: backtick fence's info string has no backtick, so ```` ```python ```` in a line of text is no fence).
+FENCE = re.compile(r"^ {0,3}(?:(?P<fence>`{3,})\s*(?P<info>[^`]*?)|(?P<tildes>~{3,})\s*(?P<tinfo>.*?))\s*$")
 #: An info string that says Python without being exactly ``python`` (the only one that is run).
 PYTHON_LIKE = re.compile(r"\b(py|python\d?|pycon|ipython\d?|code-cell)\b", re.IGNORECASE)
 #: A MyST include of another file, whose blocks count as the including page's.
@@ -143,11 +144,12 @@ def fences(text: str) -> list[Fence]:
                 heading = line.lstrip("#").strip()
             index += 1
             continue
-        fence = opening["fence"]
+        fence = opening["fence"] or opening["tildes"]
+        info = opening["info"] if opening["fence"] else opening["tinfo"]
         closing = re.compile(rf"^ {{0,3}}{fence[0]}{{{len(fence)},}}\s*$")
         end = next((i for i in range(index + 1, len(lines)) if closing.match(lines[i])), len(lines))
         before = next((lines[i].strip() for i in range(index - 1, -1, -1) if lines[i].strip()), "")
-        found.append(Fence(index + 1, opening["info"], lines[index + 1 : end], heading, before))
+        found.append(Fence(index + 1, info, lines[index + 1 : end], heading, before))
         index = end + 1
     return found
 
@@ -253,7 +255,9 @@ def test_python_block_runs(
 def _info(line: str) -> str | None:
     """The info string of a fence's opening line, ``None`` for any other line."""
     match = FENCE.match(line)
-    return match["info"] if match else None
+    if match is None:
+        return None
+    return match["info"] if match["fence"] else match["tinfo"]
 
 
 @pytest.mark.parametrize("path", documents(), ids=_relative)
@@ -320,6 +324,7 @@ def test_the_fence_parser_reads_headings_markers_urls_and_nested_fences() -> Non
             "~~~python",
             "print('a tilde fence is a fence')",
             "~~~",
+            "  ```` ```python ```` in a line of text is no fence",
         ]
     )
     first, second, third = doc_blocks(text, "docs/page.md")

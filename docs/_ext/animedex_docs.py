@@ -39,7 +39,6 @@ from docutils import nodes
 from docutils.parsers.rst import Directive, Parser
 from docutils.utils import new_document
 from public_api import (
-    REPOSITORIES,
     first_paragraph,
     integration_modules,
     package_modules,
@@ -113,10 +112,7 @@ def package_entries() -> list[str]:
         if inspect.isclass(value) and issubclass(value, BaseException):
             lines += [f".. autoexception:: animedex_store.{name}", ""]
         elif inspect.isclass(value):
-            lines += [f".. autoclass:: animedex_store.{name}", "   :members:"]
-            if name in REPOSITORIES:
-                lines += ["   :special-members: __enter__, __exit__, __aenter__, __aexit__"]
-            lines += [""]
+            lines += [f".. autoclass:: animedex_store.{name}", "   :members:", ""]
         else:
             lines += [f".. autofunction:: animedex_store.{name}", ""]
     return lines

@@ -42,11 +42,25 @@ EXTERNAL: dict[str, str] = {
     "TypeError": f"{PYTHON}exceptions.html#TypeError",
     "RuntimeError": f"{PYTHON}exceptions.html#RuntimeError",
     "tuple": f"{PYTHON}stdtypes.html#tuple",
+    "uuid.UUID": f"{PYTHON}uuid.html#uuid.UUID",
+    "datetime.timedelta": f"{PYTHON}datetime.html#datetime.timedelta",
     "sqlalchemy.engine.Engine": f"{SQLALCHEMY}core/connections.html#sqlalchemy.engine.Engine",
     "sqlalchemy.engine.URL": f"{SQLALCHEMY}core/engines.html#sqlalchemy.engine.URL",
     "sqlalchemy.ext.asyncio.AsyncEngine": f"{SQLALCHEMY}orm/extensions/asyncio.html#sqlalchemy.ext.asyncio.AsyncEngine",
     "pydantic.BaseModel": "https://docs.pydantic.dev/latest/api/base_model/",
     "BaseModel": "https://docs.pydantic.dev/latest/api/base_model/",
+}
+#: The libraries the integrations plug into: any of their names links to their documentation (their
+#: signatures name private modules, such as ``hishel._core.models.Entry``, that move between releases).
+LIBRARIES: dict[str, str] = {
+    "requests_cache": "https://requests-cache.readthedocs.io/en/stable/",
+    "hishel": "https://hishel.com/",
+    "aiohttp_client_cache": "https://aiohttp-client-cache.readthedocs.io/en/stable/",
+    "cachecontrol": "https://cachecontrol.readthedocs.io/en/latest/",
+    "django": "https://docs.djangoproject.com/en/stable/topics/cache/",
+    "httpx": "https://www.python-httpx.org/",
+    "aiohttp": "https://docs.aiohttp.org/en/stable/",
+    "requests": "https://requests.readthedocs.io/en/latest/",
 }
 #: Built-in names Sphinx's Python domain refers to without documenting them: no link, no warning.
 BUILTINS = {"None", "bool", "bytes", "int", "float", "str", "dict", "list", "set", "frozenset", "object", "type"}
@@ -58,18 +72,18 @@ def resolve(app: Sphinx, env: BuildEnvironment, node: Any, contnode: nodes.Eleme
     # An attribute's type is sometimes handed over unparsed and cut at its first comma
     # ("collections.abc.Mapping[str"): the name before its subscript is what to link.
     target = node.get("reftarget", "").split("[", 1)[0]
-    url = EXTERNAL.get(target)
+    url = EXTERNAL.get(target) or LIBRARIES.get(target.split(".", 1)[0])
     if url is not None:
         reference = nodes.reference("", "", internal=False, refuri=url, reftitle=target)
         reference.append(contnode)
         return reference
-    if target in BUILTINS or is_internal(target):
+    if target in BUILTINS or is_internal(target) or is_member(node, target):
         return contnode
     return None
 
 
 def exists(dotted: str) -> bool:
-    """Whether ``animedex_store.a.b.c`` is a module of the package or an attribute of one."""
+    """Whether a dotted name under ``animedex_store`` is a module of the package or an attribute of one."""
     parts = dotted.split(".")
     for split in range(len(parts), 0, -1):
         try:
@@ -82,6 +96,14 @@ def exists(dotted: str) -> bool:
             value = getattr(value, attribute)
         return True
     return False
+
+
+def is_member(node: Any, target: str) -> bool:
+    """A short name that is an attribute of the class whose docstring names it (a private helper method)."""
+    module, cls = node.get("py:module"), node.get("py:class")
+    if not (module and cls and module.startswith("animedex_store")) or "." in target:
+        return False
+    return exists(f"{module}.{cls}.{target}")
 
 
 def is_internal(target: str) -> bool:

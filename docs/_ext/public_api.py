@@ -61,14 +61,9 @@ def package_names() -> list[str]:
 
 
 def public_methods(class_name: str) -> list[str]:
-    """The public methods (coroutines, iterators and context-manager methods included) of a repository class."""
+    """The public methods (coroutines and iterators included) of a repository class."""
     cls = getattr(importlib.import_module("animedex_store"), class_name)
-    special = {"__enter__", "__exit__", "__aenter__", "__aexit__"}
-    return sorted(
-        name
-        for name, value in vars(cls).items()
-        if callable(value) and (not name.startswith("_") or name in special)
-    )
+    return sorted(name for name, value in vars(cls).items() if callable(value) and not name.startswith("_"))
 
 
 def store_errors() -> list[type[BaseException]]:
