@@ -136,7 +136,9 @@ def _loggers() -> list[tuple[str, str]]:
     for path in sorted(PACKAGE.rglob("*.py")):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         for node in ast.walk(_tree(path)):
-            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "getLogger"):
+            if not (
+                isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "getLogger"
+            ):
                 continue
             argument = node.args[0] if node.args else None
             if isinstance(argument, ast.Name) and argument.id == "__name__":

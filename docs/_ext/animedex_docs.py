@@ -89,7 +89,11 @@ class ApiReference(ReStructuredText):
         if section == "package":
             return package_entries()
         if section == "sqlite":
-            return [*class_entries("animedex_store.sqlite", ["SqliteCache"]), ".. autofunction:: animedex_store.sqlite.selftest", ""]
+            return [
+                *class_entries("animedex_store.sqlite", ["SqliteCache"]),
+                ".. autofunction:: animedex_store.sqlite.selftest",
+                "",
+            ]
         if section == "testing":
             return class_entries("animedex_store.testing", ["FrozenClock"])
         if section == "integrations":
