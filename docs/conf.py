@@ -43,6 +43,9 @@ if not integrations_landed():
     # classes that do not exist yet; delete these lines with public_api.integrations_landed.
     nitpick_ignore_regex.append((r"py:.*", r"animedex_store\.integrations(\..*)?"))
 
+# Options and commands are written with "--": never turn them into dashes.
+smartquotes = False
+
 myst_enable_extensions = ["colon_fence", "deflist"]
 # Anchors for headings down to ###, so a page can link to a section of another (page.md#section).
 myst_heading_anchors = 3

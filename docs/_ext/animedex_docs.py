@@ -231,7 +231,7 @@ def help_lines(help_text: str) -> list[str]:
     for paragraph in help_text.split("\n\n"):
         paragraph_lines = paragraph.splitlines()
         if paragraph_lines and paragraph_lines[0].strip() == "\b":
-            lines += ["::", "", *(f"    {line}" for line in paragraph_lines[1:]), ""]
+            lines += [".. code-block:: text", "", *(f"    {line}" for line in paragraph_lines[1:]), ""]
         else:
             lines += [escape(" ".join(line.strip() for line in paragraph_lines)), ""]
     return lines
