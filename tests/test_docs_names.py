@@ -175,3 +175,18 @@ def test_every_folder_of_the_package_is_in_the_package_map() -> None:
     text = DESIGN_PAGE.read_text(encoding="utf-8")
     package_map = text[text.index("## Package map") :]
     assert [folder for folder in folders if f"| `{folder}/` |" not in package_map] == []
+
+
+#: A measured ratio as the benchmarks report one (``0.26×``): it belongs in ``benchmarks/RESULTS.md`` alone.
+RATIO = re.compile(r"\b\d+\.\d+\s?×")
+
+
+def test_no_benchmark_ratio_is_copied_out_of_the_results() -> None:
+    """Each figure lives in one place, ``benchmarks/RESULTS.md``, which ``docs/performance.md`` includes;
+    a ratio typed into a page drifts (the README's had: hishel async 0.35× and 0.31×)."""
+    copies = {
+        str(path.relative_to(ROOT)): RATIO.findall(path.read_text(encoding="utf-8"))
+        for path in [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *PAGES]
+    }
+    assert {path: found for path, found in copies.items() if found} == {}
+    assert RATIO.search("a hit at 0.31× the baseline")  # the pattern finds what it is for
