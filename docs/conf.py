@@ -34,7 +34,7 @@ extensions = [
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build"]
 # Every cross-reference must resolve: a name that moved fails the build.
 nitpicky = True
 nitpick_ignore_regex: list[tuple[str, str]] = []

@@ -91,7 +91,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return path
     if importlib.util.find_spec("sphinx") is None or importlib.util.find_spec("myst_parser") is None:
         _unavailable("the docs extra is not installed (pip install -e '.[docs]'), so the site cannot be built")
-    shared = tmp_path_factory.getbasetemp().parent  # the same for every xdist worker of this run
+    basetemp = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's basetemp is in one directory of this run's own, shared by the workers.
+    shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
     destination = shared / "docs-site" / "html"
     with _exclusive(shared / "docs-site.lock"):
         if not (destination / "index.html").is_file():
