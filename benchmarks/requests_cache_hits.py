@@ -37,7 +37,7 @@ def run(settings: Settings, workdir: Path) -> list[Result | Skipped]:
         from requests_cache import CachedSession, SQLiteCache
     except ImportError:
         return [Skipped("CachedSession hit", "requests-cache is not installed (the [requests-cache] extra)")]
-    from animedex_store.requests_cache import StoreCache
+    from animedex_store.integrations.requests_cache import StoreCache
 
     bodies = {
         f"http://anime.example/{row.backend}/{index}": row.payload
@@ -81,7 +81,7 @@ def _namespace_queries(settings: Settings, workdir: Path) -> list[Result | Skipp
     from requests_cache import CachedResponse, SQLiteCache
 
     from animedex_store import CacheRepository
-    from animedex_store.requests_cache import DEFAULT_TTL_OFFSET, StoreCache
+    from animedex_store.integrations.requests_cache import DEFAULT_TTL_OFFSET, StoreCache
 
     stored = QUICK_STORED if settings.quick else STORED
     ours = StoreCache("bench", workdir / "ours-many.sqlite")

@@ -30,6 +30,10 @@ upsert = Compiled(
     "INSERT INTO cache_rows (backend, signature, expires_at, fetched_at, codec, response_headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET expires_at = excluded.expires_at, fetched_at = excluded.fetched_at, codec = excluded.codec, response_headers = excluded.response_headers, payload = excluded.payload",
     tuple,
 )
+replace = Compiled(
+    "UPDATE cache_rows SET expires_at=?, fetched_at=?, codec=?, response_headers=?, payload=? WHERE cache_rows.backend = ? AND cache_rows.signature = ?",
+    InOrder(2, 3, 4, 5, 6, 0, 1),
+)
 purge_expired = Compiled(
     "DELETE FROM cache_rows WHERE (cache_rows.backend, cache_rows.signature) IN (SELECT expired.backend, expired.signature \nFROM (SELECT cache_rows.backend AS backend, cache_rows.signature AS signature \nFROM cache_rows \nWHERE cache_rows.expires_at <= ?\n LIMIT ? OFFSET 0) AS expired)",
     tuple,
@@ -56,6 +60,10 @@ payload_size = Compiled(
 )
 payload_total = Compiled(
     "SELECT coalesce(sum(length(cache_rows.payload)), 0) AS coalesce_1 \nFROM cache_rows",
+    tuple,
+)
+backend_payload_total = Compiled(
+    "SELECT coalesce(sum(length(cache_rows.payload)), 0) AS coalesce_1 \nFROM cache_rows \nWHERE cache_rows.backend = ?",
     tuple,
 )
 eviction_batch = Compiled(

@@ -344,6 +344,13 @@ class Statements:
         return _compile(_upsert(self._dialect), self._dialect, VALUE_NAMES)
 
     @cached_property
+    def replace(self) -> Compiled:
+        """Overwrite a row that exists, never insert one (values: :data:`VALUE_NAMES`); rowcount 1 = it
+        existed (rows matched: MariaDB/MySQL connect with ``CLIENT_FOUND_ROWS``)."""
+        replaced: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in VALUE_NAMES[2:]}
+        return _compile(update(_rows).where(*_key_matches).values(replaced), self._dialect, VALUE_NAMES)
+
+    @cached_property
     def purge_expired(self) -> Compiled:
         """Delete up to ``limit`` expired rows (values: now, limit), found through the ``expires_at`` index."""
         return _compile(_purge_batch(), self._dialect, ("now", "limit"))
@@ -372,6 +379,12 @@ class Statements:
     @cached_property
     def payload_total(self) -> Compiled:
         return _compile(select(func.coalesce(func.sum(_payload_length), _ZERO)), self._dialect, ())
+
+    @cached_property
+    def backend_payload_total(self) -> Compiled:
+        """Bytes of one backend's payloads as stored, expired rows too (values: backend)."""
+        total = select(func.coalesce(func.sum(_payload_length), _ZERO)).where(_key_matches[0])
+        return _compile(total, self._dialect, ("backend",))
 
     @cached_property
     def eviction_batch(self) -> Compiled:

@@ -39,10 +39,10 @@ from planted import planted_pickle  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from animedex_store import CacheRepository  # noqa: E402
-from animedex_store.cachecontrol import StoreCache, backends, signature  # noqa: E402
 from animedex_store.cli import cli  # noqa: E402
 from animedex_store.core.clock import FrozenClock  # noqa: E402
 from animedex_store.core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS  # noqa: E402
+from animedex_store.integrations.cachecontrol import StoreCache, backends, signature  # noqa: E402
 from animedex_store.ops.copy import copy_store  # noqa: E402
 
 DAY = 86_400
@@ -371,7 +371,7 @@ def test_namespaces_and_their_checks(repository: CacheRepository) -> None:
     one.set("https://anime.example/", b"one")
     two.set("https://anime.example/", b"two")
     assert (one.get("https://anime.example/"), two.get("https://anime.example/")) == (b"one", b"two")
-    assert backends() == ("cachecontrol:responses", "cachecontrol:bodies")
+    assert tuple(backends()) == ("cachecontrol:responses", "cachecontrol:bodies")
     with pytest.raises(TypeError, match="namespace must be str"):
         StoreCache(repository=repository, namespace=b"x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="namespace must be 1 to"):

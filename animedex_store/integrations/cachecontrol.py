@@ -1,9 +1,9 @@
-"""A CacheControl cache on animedex-store: a ``requests`` session's HTTP cache in SQLite, PostgreSQL or MariaDB.
+"""CacheControl on animedex-store: a ``requests`` session's HTTP cache in SQLite, PostgreSQL or MariaDB.
 
 ```python
 import requests
 from cachecontrol import CacheControl
-from animedex_store.cachecontrol import StoreCache
+from animedex_store.integrations.cachecontrol import StoreCache
 
 session = CacheControl(requests.Session(), cache=StoreCache("postgresql+psycopg://app@db/cache"))
 ```
@@ -14,7 +14,7 @@ session = CacheControl(requests.Session(), cache=StoreCache("postgresql+psycopg:
 importing :mod:`animedex_store` never imports this module.
 
 How its data maps onto rows, under the backends of one ``namespace`` (default
-``"cachecontrol"``):
+``"cachecontrol"``, see :func:`backends`):
 
 * ``<namespace>:responses``: CacheControl's metadata of a response (its own
   msgpack serialization; it never unpickles), living as long as CacheControl
@@ -31,44 +31,29 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
-from typing import IO, NamedTuple
+from typing import IO
 
 try:  # the ignore: mypy checks this module where the optional dependency is missing too (Python 3.9)
     from cachecontrol.cache import SeparateBodyBaseCache  # type: ignore[import-not-found,unused-ignore]
 except ImportError as exc:  # the optional dependency
     raise ImportError(
-        "animedex_store.cachecontrol needs CacheControl: "
+        "animedex_store.integrations.cachecontrol needs CacheControl: "
         f"pip install 'animedex-store[cachecontrol]' (Python 3.10+) ({exc})"
     ) from exc
 
-from .core.clock import epoch_seconds, utc_datetime
-from .core.http_caches import fitted_key, ttl_until
-from .core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS
-from .fastpath.targets import Target
-from .repository import CacheRepository
+from ..core.clock import epoch_seconds, utc_datetime
+from ..core.validation import MAX_TTL_SECONDS
+from ..fastpath.targets import Target
+from ..repository import CacheRepository
+from .shared import Backends, Owner, fitted_key, row_ttl
 
-__all__ = ["StoreCache", "Backends", "backends", "signature"]
-
-_SUFFIXES = (":responses", ":bodies")
-#: Longest namespace: its backends, ``<namespace>:responses`` and ``<namespace>:bodies``, must be keys.
-NAMESPACE_MAX_LENGTH = KEY_MAX_LENGTH - max(map(len, _SUFFIXES))
-
-
-class Backends(NamedTuple):
-    """The backends of one namespace's rows: the responses' metadata, and their bodies."""
-
-    responses: str
-    bodies: str
+__all__ = ["StoreCache", "backends", "signature"]
 
 
 def backends(namespace: str = "cachecontrol") -> Backends:
-    """The backends a namespace's rows are under; ``TypeError``/``ValueError`` for a bad namespace."""
-    if not isinstance(namespace, str):
-        raise TypeError(f"namespace must be str, not {type(namespace).__name__}")
-    if not 0 < len(namespace) <= NAMESPACE_MAX_LENGTH:
-        raise ValueError(f"namespace must be 1 to {NAMESPACE_MAX_LENGTH} characters long, not {len(namespace)}")
-    responses, bodies = (namespace + suffix for suffix in _SUFFIXES)
-    return Backends(responses, bodies)
+    """The backends a namespace's rows are under, ``.responses`` (the metadata) and ``.bodies``;
+    ``TypeError``/``ValueError`` for a bad namespace."""
+    return Backends(namespace, ("responses", "bodies"))
 
 
 def signature(key: str) -> str:
@@ -79,60 +64,61 @@ def signature(key: str) -> str:
     return fitted_key(key, "sha256:")
 
 
-class StoreCache(SeparateBodyBaseCache):  # type: ignore[misc,unused-ignore]  # Any where it is missing
+class StoreCache(Owner, SeparateBodyBaseCache):  # type: ignore[misc,unused-ignore]  # Any where it is missing
     """CacheControl's ``SeparateBodyBaseCache`` on a store: a response's metadata and body in two rows.
 
-    ``target`` is anything :class:`~animedex_store.CacheRepository` takes
-    (``None``: the default cache); ``repository=`` shares an open one instead (it
-    is not closed by :meth:`close`). ``namespace`` keeps this cache's rows apart
-    from any other's (:func:`backends`).
+    ``target`` is anything :class:`~animedex_store.CacheRepository` takes;
+    ``repository=`` shares an open one instead (see :mod:`animedex_store.integrations`
+    for closing: a session closes its cache once for each of its two adapters,
+    ``http://`` and ``https://``). ``namespace`` keeps this cache's rows apart from
+    any other's (:func:`backends`).
     """
+
+    LIBRARY = "CacheControl"
 
     def __init__(
         self, target: Target = None, *, namespace: str = "cachecontrol", repository: CacheRepository | None = None
     ) -> None:
-        self.namespace = namespace
         self.backends = backends(namespace)
-        self.repository = CacheRepository(target) if repository is None else repository
-        self._owns_repository = repository is None
+        self.namespace = namespace
+        self._responses, self._bodies = self.backends
+        self._hold(target, repository)
 
     def _ttl(self, expires: int | datetime | None) -> int:
         """Seconds a row lives for CacheControl's ``expires``: seconds from now (what it passes), a
         moment (naive: UTC), or ``None``, for ever. A moment past, or a number below 1: 0 (stale at once)."""
-        if expires is None:
-            return MAX_TTL_SECONDS
-        if isinstance(expires, datetime):
-            return ttl_until(expires, self.repository.now())
+        if expires is None or isinstance(expires, datetime):
+            return row_ttl(expires, self.repository.now())
         if isinstance(expires, bool) or not isinstance(expires, int):
             raise TypeError(f"expires must be int seconds, a datetime or None, not {type(expires).__name__}")
         return min(max(expires, 0), MAX_TTL_SECONDS)
 
     def get(self, key: str) -> bytes | None:
         """The metadata stored for ``key``, or ``None`` (missing or expired)."""
-        return self.repository.get(self.backends.responses, signature(key))
+        return self.repository.get(self._responses, signature(key))
 
     def set(self, key: str, value: bytes, expires: int | datetime | None = None) -> None:
         """Store ``key``'s metadata for ``expires`` (see :meth:`_ttl`). A body already stored that would
         expire before it (CacheControl re-stores only the metadata after a ``304``) is given its TTL."""
         row = signature(key)
         ttl = self._ttl(expires)
-        self.repository.set(self.backends.responses, row, value, ttl_seconds=ttl)
-        body = self.repository.get_with_meta(self.backends.bodies, row)
+        self.repository.set(self._responses, row, value, ttl_seconds=ttl)
+        body = self.repository.get_with_meta(self._bodies, row)
         # Compared as reads report them (the year 9999 stands for every later moment).
         if body is not None and body.expires_at < utc_datetime(epoch_seconds(self.repository.now()) + ttl):
-            self.repository.set(self.backends.bodies, row, body.payload, ttl_seconds=ttl)
+            self.repository.set(self._bodies, row, body.payload, ttl_seconds=ttl)
 
     def set_body(self, key: str, body: bytes) -> None:
         """Store ``key``'s body (a copy: CacheControl hands over a view of a temporary file), to live as
         long as its metadata does; with no metadata stored it is not kept."""
         row = signature(key)
-        metadata = self.repository.get_with_meta(self.backends.responses, row)
-        ttl = 0 if metadata is None else ttl_until(metadata.expires_at, self.repository.now())
-        self.repository.set(self.backends.bodies, row, body, ttl_seconds=ttl)
+        metadata = self.repository.get_with_meta(self._responses, row)
+        ttl = 0 if metadata is None else row_ttl(metadata.expires_at, self.repository.now())
+        self.repository.set(self._bodies, row, body, ttl_seconds=ttl)
 
     def get_body(self, key: str) -> IO[bytes] | None:
         """``key``'s body as a file object, or ``None``."""
-        body = self.repository.get(self.backends.bodies, signature(key))
+        body = self.repository.get(self._bodies, signature(key))
         return None if body is None else io.BytesIO(body)
 
     def delete(self, key: str) -> None:
@@ -141,11 +127,5 @@ class StoreCache(SeparateBodyBaseCache):  # type: ignore[misc,unused-ignore]  # 
         for backend in self.backends:
             self.repository.delete(backend, row)
 
-    def close(self) -> None:
-        """Close the repository, unless it was handed in (``repository=``). Idempotent: a session
-        closes its cache once for each of its two adapters (``http://`` and ``https://``)."""
-        if self._owns_repository:
-            self.repository.close()
-
-    def __repr__(self) -> str:
-        return f"StoreCache({self.repository.target!r}, namespace={self.namespace!r})"
+    def _arguments(self) -> str:
+        return f"namespace={self.namespace!r}"

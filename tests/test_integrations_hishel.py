@@ -29,9 +29,9 @@ from hishel import Entry, Headers, Request, Response  # noqa: E402
 from hishel.httpx import AsyncCacheClient, CacheClient  # noqa: E402
 
 from animedex_store import AsyncCacheRepository, CacheRepository  # noqa: E402
-from animedex_store import hishel as animedex_hishel  # noqa: E402
 from animedex_store.core.clock import FrozenClock  # noqa: E402
-from animedex_store.hishel import CHUNK_SIZE, GRACE_SECONDS, AsyncStoreStorage, StoreStorage, backends  # noqa: E402
+from animedex_store.integrations.hishel import CHUNK_SIZE, GRACE_SECONDS, AsyncStoreStorage, StoreStorage, backends  # noqa: E402
+from animedex_store.integrations.hishel import rows as hishel_rows  # noqa: E402
 
 START = datetime(2026, 1, 1, 0, 0, 0, 250_000, tzinfo=timezone.utc)  # a quarter past a whole second
 KEY = "GET https://anime.example/media/1"
@@ -108,7 +108,7 @@ def test_entries_of_one_millisecond_list_in_the_order_they_were_created(
 ) -> None:
     """An entry's id carries the millisecond it was made in; ids of one millisecond (here all of
     them: the ids' clock is stopped, and behind the last id made) still count up, oldest first."""
-    monkeypatch.setattr(animedex_hishel, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
+    monkeypatch.setattr(hishel_rows, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
     created = [_store(storage, f"body {number}".encode()).id for number in range(20)]
     assert [entry.id for entry in storage.get_entries(KEY)] == created
 
@@ -421,7 +421,7 @@ def test_two_processes_share_one_postgresql_storage(open_sandbox: Callable[[str]
     code = """
 import httpx
 from hishel.httpx import CacheClient, CacheTransport
-from animedex_store.hishel import StoreStorage
+from animedex_store.integrations.hishel import StoreStorage
 
 url, body = sys.argv[1], sys.argv[2].encode()
 upstream = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
@@ -460,7 +460,7 @@ def test_a_1_gb_body_streams_through_in_bounded_memory(tmp_path: Path) -> None:
     code = """
 import resource
 from hishel import Headers, Request, Response
-from animedex_store.hishel import StoreStorage
+from animedex_store.integrations.hishel import StoreStorage
 
 GB, piece = 1024**3, bytes(range(256)) * 256  # 64 KiB, sent again and again
 
@@ -489,20 +489,3 @@ print(json.dumps({"written": written, "read": read, "grew_mb": peak_mb() - befor
     report = run_fresh(code, str(tmp_path / "big.sqlite"), cwd=tmp_path)
     assert report["written"] == report["read"] == 1024**3
     assert report["grew_mb"] <= 64, report
-
-
-def test_importing_the_package_needs_no_hishel(tmp_path: Path) -> None:
-    code = """
-sys.modules["hishel"] = None  # as if it were not installed
-import animedex_store, animedex_store.sqlite
-loaded = sorted(name for name in ("msgpack", "httpx", "anyio") if name in sys.modules)
-try:
-    import animedex_store.hishel
-    outcome = "imported"
-except ImportError as error:
-    outcome = str(error)
-print(json.dumps({"outcome": outcome, "loaded": loaded, "heavy": heavy_loaded()}))
-"""
-    report = run_fresh(code, cwd=tmp_path)
-    assert report["heavy"] == [] and report["loaded"] == []
-    assert "pip install 'animedex-store[hishel]'" in report["outcome"]

