@@ -6,7 +6,6 @@ class, and importing the package without hishel."""
 from __future__ import annotations
 
 import asyncio
-import pickle
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,10 +22,11 @@ if sys.version_info < (3, 10):
 import httpx  # noqa: E402
 import msgpack  # noqa: E402
 from at_head import build_at_head  # noqa: E402
-from conftest import SERVER_URLS  # noqa: E402
+from conftest import ENGINES, SERVER_URLS  # noqa: E402
 from fresh_interpreter import run_fresh  # noqa: E402
 from hishel import Entry, Headers, Request, Response  # noqa: E402
 from hishel.httpx import AsyncCacheClient, CacheClient  # noqa: E402
+from planted import DEEP_MSGPACK, NOT_TEXT, planted_pickle, truncated, unreadable_logged  # noqa: E402
 
 from animedex_store import AsyncCacheRepository, CacheRepository  # noqa: E402
 from animedex_store.core.clock import FrozenClock  # noqa: E402
@@ -278,35 +278,90 @@ def test_a_closed_storage_refuses_lookups_and_closes_only_its_own_repository(
         own.repository.get("any", "row")
 
 
-class _Planted:
-    """Unpickling this creates ``marker``: what a hostile row in a shared table could do."""
+def _entry_row(**changes: Any) -> bytes:
+    """An entry's row as the storage writes it, with ``changes`` to its fields."""
+    fields = {
+        "format": hishel_rows.FORMAT,
+        "key": KEY,
+        "state": "stored",
+        "restarted": 0.0,
+        "method": "GET",
+        "url": "https://anime.example/media/1",
+        "request_headers": {},
+        "status": 200,
+        "response_headers": {"etag": ['"v1"']},
+        "deadline": None,
+        "tti": None,
+        "chunks": 0,
+        "body": b"planted body",
+    }
+    fields.update(changes)
+    packed: bytes = msgpack.packb(list(fields.values()), use_bin_type=True)
+    return packed
 
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
 
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
+#: Entry rows the storage never writes: each is dropped from the lookup, logged once, never raising.
+PLANTED = {
+    "a pickle": planted_pickle(Path("never-created")),
+    "100,000 nested arrays": DEEP_MSGPACK,
+    "msgpack that is not an entry": msgpack.packb([1, KEY, "stored", 0.0, "GET"]),
+    "a status of the wrong type": _entry_row(status="200"),
+    "a status out of range": _entry_row(status=2**64 - 1),
+    "an infinite deadline": _entry_row(deadline=float("inf")),
+    "headers of the wrong type": _entry_row(response_headers={"etag": '"v1"'}),
+    "a negative chunk count": _entry_row(chunks=-3),
+    "an entry cut short": truncated(_entry_row()),
+    "bytes that are not msgpack": NOT_TEXT,
+}
 
 
-@pytest.mark.parametrize("planted", ["garbage", "pickle", "valid msgpack, not an entry"])
-def test_a_corrupt_or_planted_row_is_dropped_and_the_lookup_goes_on(
-    storage: StoreStorage, tmp_path: Path, planted: str
-) -> None:
-    marker = tmp_path / "pwned"
-    payload = {
-        "garbage": b"\xc1\xff not msgpack",
-        "pickle": pickle.dumps(_Planted(marker)),
-        "valid msgpack, not an entry": msgpack.packb([1, KEY, "stored", 0.0, "GET"]),
-    }[planted]
-    good = _store(storage, b"good")
-    bad = uuid.uuid4().hex
+@pytest.fixture(scope="module", params=ENGINES)
+def planted_on(request: pytest.FixtureRequest, module_databases: Callable[[str], str]) -> Iterator[CacheRepository]:
+    """A repository on one database of this module per engine, for the planted rows."""
+    with CacheRepository(module_databases(request.param)) as repository:
+        yield repository
+
+
+def _plant(storage: StoreStorage, payload: bytes) -> str:
+    """An entry row of ``KEY`` holding ``payload``, listed under the key; its id."""
+    planted = uuid.uuid4().hex
     names = backends(storage.namespace)
-    storage.repository.set(names.entries, bad, payload, ttl_seconds=3600)
-    storage.repository.set(names.of_key(KEY), bad, b"", ttl_seconds=3600)
-    assert [entry.id for entry in storage.get_entries(KEY)] == [good.id]
-    assert not marker.exists()
-    assert storage.repository.get(names.entries, bad) is None  # dropped
+    storage.repository.set(names.entries, planted, payload, ttl_seconds=3600)
+    storage.repository.set(names.of_key(KEY), planted, b"", ttl_seconds=3600)
+    return planted
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+def test_a_planted_row_is_dropped_logged_once_and_the_lookup_goes_on(
+    planted_on: CacheRepository, planted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = StoreStorage(repository=planted_on, namespace=f"t-{uuid.uuid4().hex[:8]}")
+    good = _store(storage, b"good")
+    bad = _plant(storage, PLANTED[planted])
+    with caplog.at_level("WARNING"):
+        assert [entry.id for entry in storage.get_entries(KEY)] == [good.id]
+    unreadable_logged(caplog, "animedex_store.integrations.hishel", bad)
+    assert storage.repository.get(backends(storage.namespace).entries, bad) is None  # dropped
     assert _rows(storage) == {"entries": 1, "chunks": 0, "key": 1}
+
+
+def test_a_row_of_a_newer_format_is_skipped_and_kept(
+    planted_on: CacheRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fleet mid-upgrade: rows a later version wrote are neither served nor deleted, by lookups and by
+    reclaiming alike, and nothing is logged (they are not damaged)."""
+    storage = StoreStorage(repository=planted_on, namespace=f"t-{uuid.uuid4().hex[:8]}")
+    newer = _entry_row(format=hishel_rows.FORMAT + 1, deadline=0.0)  # expired long ago, by this version's reading
+    names = backends(storage.namespace)
+    kept = _plant(storage, newer)
+    expired = uuid.uuid4().hex
+    storage.repository.set(names.entries, expired, newer, ttl_seconds=0)  # reclaimable, if it were ours
+    with caplog.at_level("DEBUG", logger="animedex_store"):
+        assert storage.get_entries(KEY) == []
+        _store(storage, b"another", key="another")  # reclaims what it may
+    assert [record for record in caplog.records if record.name.startswith("animedex_store")] == []
+    assert storage.repository.get_many(names.entries, [kept]) == {kept: newer}
+    assert storage.repository.count(names.entries, include_expired=True) == 3  # both newer rows, and the new entry
 
 
 def test_max_size_evicts_entries_of_every_repository_sharing_the_store(engine_url: str, clock: FrozenClock) -> None:

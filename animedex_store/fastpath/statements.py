@@ -220,11 +220,11 @@ _PRESENT_MANY = {
 }
 _KEYS_PAGE = {
     ("signature", False, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("signature", False, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND cache_rows.signature > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND cache_rows.signature > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 3, 4),
     ),
     ("signature", False, True, False): Compiled(
@@ -236,11 +236,11 @@ _KEYS_PAGE = {
         InOrder(0, 1, 3, 4),
     ),
     ("signature", True, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("signature", True, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND cache_rows.signature < ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND cache_rows.signature < ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 3, 4),
     ),
     ("signature", True, True, False): Compiled(

@@ -105,7 +105,7 @@ class ResponseSerializer:
             head = json.loads(data if end < 0 else data[:end])
             if "response" in head:
                 return _load_response(head["response"], memoryview(data)[end + 1 :])
-            return head["value"]
+            return _expect(head["value"], str)  # a redirect's key: the only other value the library stores
         except Exception as exc:  # RecursionError, OverflowError, CookieError, ...: whatever bad input raises
             raise UnreadableRow(f"not a value ResponseSerializer wrote ({exc!r:.200})") from None
 

@@ -25,6 +25,13 @@ How its data maps onto rows, under the backends of one ``namespace`` (default
 
 The signature of both is CacheControl's key, the whole URL; a URL longer than a
 row's key is ``sha256:<hex>`` instead (:func:`signature`).
+
+CacheControl reads the metadata itself, and raises on shapes it never writes (a
+list, a missing field, headers of the wrong type): a row planted or damaged in a
+shared table would fail every request for its URL. So :meth:`StoreCache.get`
+hands over only metadata of the shape CacheControl writes (its format ``cc=4``,
+checked field by field; other formats it ignores on its own), and reads anything
+else as missing, logged on ``animedex_store.integrations.cachecontrol``.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ import io
 from datetime import datetime
 from typing import IO
 
-try:  # the ignore: mypy checks this module where the optional dependency is missing too (Python 3.9)
+try:  # the ignores: mypy checks this module where the optional dependency is missing too (Python 3.9)
+    import msgpack  # type: ignore[import-untyped,import-not-found,unused-ignore]  # a dependency of CacheControl
     from cachecontrol.cache import SeparateBodyBaseCache  # type: ignore[import-not-found,unused-ignore]
 except ImportError as exc:  # the optional dependency
     raise ImportError(
@@ -45,9 +53,24 @@ from ..core.clock import epoch_seconds, utc_datetime
 from ..core.validation import MAX_TTL_SECONDS
 from ..fastpath.targets import Target
 from ..repository import CacheRepository
-from .shared import Backends, Owner, fitted_key, row_ttl
+from . import shared
+from .shared import Backends, Owner, fitted_key, log_unreadable, row_ttl
 
 __all__ = ["StoreCache", "backends", "signature"]
+
+logger = shared.integration_logger(__name__)
+#: The format of CacheControl's metadata that :func:`check_metadata` knows (its serializer's ``cc=4``).
+_FORMAT = b"cc=4,"
+#: The fields of a response in that format, and the types CacheControl writes them with.
+_RESPONSE_FIELDS: dict[str, tuple[type, ...]] = {
+    "body": (bytes,),
+    "headers": (dict,),
+    "status": (int,),
+    "version": (int,),
+    "reason": (str,),
+    "decode_content": (bool,),
+    "strict": (bool, int, type(None)),  # written by old releases, dropped on read
+}
 
 
 def backends(namespace: str = "cachecontrol") -> Backends:
@@ -62,6 +85,32 @@ def signature(key: str) -> str:
     if not isinstance(key, str):
         raise TypeError(f"key must be str, not {type(key).__name__}")
     return fitted_key(key, "sha256:")
+
+
+def check_metadata(value: bytes) -> None:
+    """``ValueError`` unless ``value`` is metadata CacheControl can read without raising: its ``cc=4``
+    format of the shape its serializer writes (any other format it ignores on its own)."""
+    if not value.startswith(_FORMAT):
+        return
+    try:
+        cached = msgpack.unpackb(value[len(_FORMAT) :], raw=False)
+    except Exception:  # msgpack raises several unrelated classes; CacheControl ignores what it cannot unpack
+        return
+    response = cached.get("response") if type(cached) is dict else None
+    if type(response) is not dict or not {"body", "headers", "status"} <= response.keys():
+        raise ValueError("no response in CacheControl's metadata")
+    for name, field in response.items():
+        if not isinstance(field, _RESPONSE_FIELDS.get(name, ())):
+            raise ValueError(f"the response's {name!r} is not what CacheControl writes")
+    if not 100 <= response["status"] <= 999:
+        raise ValueError(f"a response status of {response['status']}")
+    vary = cached.get("vary", {})
+    if not (_is_text_map(response["headers"], str) and _is_text_map(vary, (str, type(None)))):
+        raise ValueError("headers or vary headers that are not text")
+
+
+def _is_text_map(value: object, kinds: type | tuple[type, ...]) -> bool:
+    return type(value) is dict and all(type(key) is str and isinstance(item, kinds) for key, item in value.items())
 
 
 class StoreCache(Owner, SeparateBodyBaseCache):  # type: ignore[misc,unused-ignore]  # Any where it is missing
@@ -94,8 +143,18 @@ class StoreCache(Owner, SeparateBodyBaseCache):  # type: ignore[misc,unused-igno
         return min(max(expires, 0), MAX_TTL_SECONDS)
 
     def get(self, key: str) -> bytes | None:
-        """The metadata stored for ``key``, or ``None`` (missing or expired)."""
-        return self.repository.get(self._responses, signature(key))
+        """The metadata stored for ``key``, or ``None``: missing, expired, or not of a shape CacheControl
+        can read (logged once, see :func:`check_metadata`)."""
+        row = signature(key)
+        value = self.repository.get(self._responses, row)
+        if value is None:
+            return None
+        try:
+            check_metadata(value)
+        except ValueError as exc:
+            log_unreadable(logger, self._responses, row, exc)
+            return None
+        return value
 
     def set(self, key: str, value: bytes, expires: int | datetime | None = None) -> None:
         """Store ``key``'s metadata for ``expires`` (see :meth:`_ttl`). A body already stored that would

@@ -293,6 +293,20 @@ class StoreCache(Owner, BaseCache):
             cache_name, "redirects", serializer=None, repository=self.repository, **kwargs
         )
 
+    def get_response(self, key: str, default: Any = None) -> CachedResponse | None:
+        """As requests-cache's, except that a value that is no response (valid JSON of something
+        else, planted) is ``default``, a miss, logged once."""
+        response: CachedResponse | None = super().get_response(key, default)
+        return response if response is default else self._response(key, response, default)
+
+    def _response(self, key: str, value: Any, default: Any = None) -> CachedResponse | None:
+        """``value`` if it is a response (or ``None``), else ``default``, logged as unreadable."""
+        if value is None or isinstance(value, CachedResponse):
+            return value
+        log_unreadable(logger, self.responses.backend, key, TypeError(f"{type(value).__name__}, not a response"))
+        found: CachedResponse | None = default
+        return found
+
     def count(self, expired: bool = True) -> int:
         """How many responses are stored; ``expired=False``: only unexpired ones."""
         return self.responses.count(expired=expired)
@@ -316,7 +330,8 @@ class StoreCache(Owner, BaseCache):
         only = None
         if not (invalid or older_than) and valid != expired:
             only = expired  # only expired, or only unexpired, responses: chosen on the keys
-        for key, response in self.responses.read_items(expired=only):
+        for key, value in self.responses.read_items(expired=only):
+            response = self._response(key, value)
             if invalid and response is None:
                 placeholder = CachedResponse(status_code=504)
                 placeholder.cache_key = key
