@@ -544,3 +544,153 @@ print(json.dumps({"written": written, "read": read, "grew_mb": peak_mb() - befor
     report = run_fresh(code, str(tmp_path / "big.sqlite"), cwd=tmp_path)
     assert report["written"] == report["read"] == 1024**3
     assert report["grew_mb"] <= 64, report
+
+
+# -- races: two storages on one database (two processes), one's step run inside the other's -------------
+@pytest.fixture
+def pair(engine_url: str, clock: FrozenClock) -> Iterator[tuple[StoreStorage, StoreStorage]]:
+    """Two storages of one namespace on two repositories of one database, on one clock."""
+    build_at_head(engine_url, SERVER_URLS)
+    with CacheRepository(engine_url, clock=clock) as one, CacheRepository(engine_url, clock=clock) as two:
+        yield StoreStorage(repository=one, namespace="raced"), StoreStorage(repository=two, namespace="raced")
+
+
+def _after_reading_entry(
+    monkeypatch: pytest.MonkeyPatch, storage: StoreStorage, entry_id: uuid.UUID, step: Callable[[], None]
+) -> None:
+    """Run ``step`` once, right after ``storage`` has read the row of ``entry_id`` (before it writes)."""
+    operations = storage.repository._ops
+    read = operations.get
+    names = backends(storage.namespace)
+
+    async def get(backend: str, signature: str) -> bytes | None:
+        found = await read(backend, signature)
+        if (backend, signature) == (names.entries, entry_id.hex):
+            monkeypatch.setattr(operations, "get", read)
+            step()
+        return found
+
+    monkeypatch.setattr(operations, "get", get)
+
+
+def _all_rows(storage: StoreStorage, key: str = KEY) -> dict[str, int]:
+    names = backends(storage.namespace)
+    count = storage.repository.count
+    return {kind: count(getattr(names, kind), include_expired=True) for kind in ("entries", "chunks", "removed")} | {
+        "key": count(names.of_key(key), include_expired=True)
+    }
+
+
+def test_a_tti_restart_never_brings_back_an_entry_removed_meanwhile(
+    pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, reader = pair
+    entry = _store(writer, BIG, tti=10)
+    clock.advance(6)  # past half the TTI: the reader's lookup restarts it
+    _after_reading_entry(monkeypatch, reader, entry.id, lambda: writer.remove_entry(entry.id))
+    reader.get_entries(KEY)  # read before the removal: it may still be served to this reader
+    assert writer.get_entries(KEY) == [] and reader.get_entries(KEY) == []
+    clock.advance(GRACE_SECONDS + 1)
+    _store(writer, b"next", key="another")  # reclaims the removed entry's chunks
+    assert _all_rows(writer) == {"entries": 1, "chunks": 0, "removed": 0, "key": 0}
+
+
+def test_a_header_update_never_leaves_a_removed_entry_behind(
+    pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry with no TTL nor TTI, removed while another process updates its headers: nothing of it
+    is left once the grace has passed (an entry row without its key row would never expire)."""
+    writer, updater = pair
+    entry = _store(writer, BIG, headers={"ETag": '"v1"'})
+    _after_reading_entry(monkeypatch, updater, entry.id, lambda: writer.remove_entry(entry.id))
+    updater.update_headers(entry.id, Headers({"ETag": '"v2"'}))
+    assert writer.get_entries(KEY) == []
+    clock.advance(GRACE_SECONDS + 1)
+    _store(writer, b"next", key="another")
+    assert _all_rows(writer) == {"entries": 1, "chunks": 0, "removed": 0, "key": 0}
+
+
+def _slow_upstream(
+    pieces: int, clock: FrozenClock, every: float, meanwhile: Callable[[int], object]
+) -> Iterator[bytes]:
+    """A chunk at once, then ``pieces`` pieces of 1 KiB, ``every`` seconds apart by ``clock``; before
+    each, ``meanwhile(number)`` (another process at work while this writer waits for its upstream)."""
+    yield BIG[:CHUNK_SIZE]
+    for number in range(pieces):
+        clock.advance(every)
+        meanwhile(number)
+        yield BIG[CHUNK_SIZE + number * 1024 : CHUNK_SIZE + (number + 1) * 1024]
+
+
+def test_a_slow_stream_keeps_its_claim(pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock) -> None:
+    """1 KiB every 60 s (256 KiB would take four hours): the writer renews its claim by the clock, so
+    the other process, storing meanwhile (and reclaiming what has lapsed), never takes its chunks."""
+    writer, other = pair
+    pieces = 10  # ten minutes, more than three grace periods
+
+    def meanwhile(number: int) -> None:
+        _store(other, b"meanwhile", key=f"other {number}")
+
+    response = Response(status_code=200, headers=Headers({}), stream=_slow_upstream(pieces, clock, 60, meanwhile))
+    assert _read(writer.create_entry(_request(), response, KEY)) == BIG[: CHUNK_SIZE + pieces * 1024]
+    (found,) = other.get_entries(KEY)
+    assert _read(found) == BIG[: CHUNK_SIZE + pieces * 1024]
+
+
+def test_a_writer_whose_claim_lapsed_stores_nothing(
+    pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer silent for longer than the grace (its upstream stalled, the process suspended) loses its
+    claim to another process's reclaiming: it then stores nothing, rather than an entry whose chunks
+    are gone, and logs it once; its consumer still gets the whole body."""
+    writer, other = pair
+
+    def meanwhile(_number: int) -> None:
+        _store(other, b"meanwhile", key="other")  # the writer's claim has lapsed: reclaimed
+
+    response = Response(
+        status_code=200, headers=Headers({}), stream=_slow_upstream(1, clock, GRACE_SECONDS + 1, meanwhile)
+    )
+    with caplog.at_level("WARNING"):
+        body = _read(writer.create_entry(_request(), response, KEY))
+    assert body == BIG[: CHUNK_SIZE + 1024] and other.get_entries(KEY) == []
+    records = [record for record in caplog.records if record.name == "animedex_store.integrations.hishel"]
+    assert [record.levelname for record in records] == ["ERROR"] and "uncached" in records[0].getMessage()
+    clock.advance(1)
+    _store(other, b"later", key="later")
+    assert _all_rows(other)["chunks"] == 0
+
+
+def _statements_storing(storage: StoreStorage, monkeypatch: pytest.MonkeyPatch, key: str) -> int:
+    """How many statements storing one entry runs (its body an eighth of ``max_size``: the namespace
+    is measured too)."""
+    counted = [0]
+    connections = storage.repository._ops.db
+    for name in ("execute", "executemany", "fetchone", "fetchall"):
+        call = getattr(connections, name)
+
+        async def counting(*args: Any, _call: Any = call) -> Any:
+            counted[0] += 1
+            return await _call(*args)
+
+        monkeypatch.setattr(connections, name, counting)
+    assert storage.max_size is not None
+    _store(storage, bytes(storage.max_size // 8), key=key, ttl=3600)
+    monkeypatch.undo()
+    return counted[0]
+
+
+def test_storing_costs_the_same_statements_however_large_the_namespace(
+    repository: CacheRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reclaiming and measuring for ``max_size`` look at the namespace through indexes and sums: a
+    store in a namespace of 3,000 entries (three pages of listing) runs what it runs in one of 10."""
+    counts = []
+    for entries in (10, 3_000):
+        storage = StoreStorage(repository=repository, namespace=f"n{entries}", max_size=64 * CHUNK_SIZE)
+        names = backends(storage.namespace)
+        rows = {uuid.uuid4().hex: _entry_row(key=f"k{number}") for number in range(entries)}
+        repository.set_many(names.entries, rows, ttl_seconds=10**9)
+        counts.append(_statements_storing(storage, monkeypatch, "measured"))
+        assert repository.count(names.entries) == entries + 1  # measured, nothing evicted
+    assert counts[0] == counts[1], counts
