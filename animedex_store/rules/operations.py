@@ -154,28 +154,21 @@ class Operations:
         await self._write(backend, signature, payload, encode_headers(response_headers, self.redacted), ttl_seconds)
 
     async def replace(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
-        """Overwrite a row that exists (expired or not) as :meth:`set` would, and never create one:
-        ``True`` if it existed. One statement, so a row deleted meanwhile stays deleted (a conditional
-        write: what was removed is never brought back by a writer that read it before)."""
+        """Overwrite a row that exists (expired or not) as :meth:`set` would, never creating one: ``True``
+        if it existed. One statement: a row deleted meanwhile stays deleted (a conditional write)."""
         return await self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds, self.sql.replace) > 0
 
     async def _write(
-        self,
-        backend: str,
-        signature: str,
-        payload: object,
-        headers: bytes,
-        ttl_seconds: object,
-        statement: Compiled | None = None,
+        self, backend: str, signature: str, payload: object, headers: bytes, ttl: object, sql: Compiled | None = None
     ) -> int:
-        """Write a row with ``statement`` (the upsert by default); how many rows it wrote."""
+        """Write a row with ``sql`` (the upsert by default); how many rows it wrote."""
         check_key("backend", backend)
         check_key("signature", signature)
         stored, codec = encode(check_payload(payload), self.codec)
-        ttl = check_ttl(ttl_seconds)
+        seconds = check_ttl(ttl)
         now = self.now_seconds()
-        values = (backend, signature, now + ttl, now, codec, headers, stored)
-        statement = statement or self.sql.upsert
+        values = (backend, signature, now + seconds, now, codec, headers, stored)
+        statement = sql or self.sql.upsert
         cap = self.cap
         if cap is None:
             return await self.db.execute(statement, values)
