@@ -284,11 +284,11 @@ _KEYS_PAGE = {
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", False, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("size", False, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (length(cache_rows.payload) > ? OR length(cache_rows.payload) = ? AND cache_rows.signature > ?) ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND (length(cache_rows.payload) > ? OR length(cache_rows.payload) = ? AND cache_rows.signature > ?) ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", False, True, False): Compiled(
@@ -300,11 +300,11 @@ _KEYS_PAGE = {
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", True, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("size", True, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (length(cache_rows.payload) < ? OR length(cache_rows.payload) = ? AND cache_rows.signature < ?) ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND (length(cache_rows.payload) < ? OR length(cache_rows.payload) = ? AND cache_rows.signature < ?) ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", True, True, False): Compiled(
