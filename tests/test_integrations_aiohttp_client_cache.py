@@ -24,6 +24,7 @@ from aiohttp_client_cache import CacheBackend, CachedResponse, CachedSession  # 
 from cli_runner import cli_runner  # noqa: E402
 from conftest import ENGINES  # noqa: E402
 from httpbin import app as httpbin_app  # noqa: E402
+from itsdangerous.exc import BadSignature  # noqa: E402
 from local_server import serving  # noqa: E402
 from planted import DEEP_JSON, HUGE_JSON_NUMBER, NOT_TEXT, planted_pickle, truncated, unreadable_logged  # noqa: E402
 
@@ -113,7 +114,8 @@ def test_a_planted_pickle_runs_no_code_unless_pickle_is_chosen(tmp_path: Path, e
             assert await backend.get_response("planted") is None  # unreadable: a miss, no code run
             assert not marker.exists()
             signed = StoreCache("shared", serializer="pickle", secret_key="s3cret", repository=backend.repository)
-            assert await signed.read("planted") is None  # pickle chosen, and signed: an unsigned row is refused
+            with pytest.raises(BadSignature):  # pickle chosen, and signed: an unsigned row is refused, loudly
+                await signed.read("planted")
             assert not marker.exists()
             # The control: a reader that chose plain pickle does run it. The row really is a live pickle.
             await StoreCache("shared", serializer="pickle", repository=backend.repository).read("planted")

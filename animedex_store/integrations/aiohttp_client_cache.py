@@ -25,9 +25,10 @@ How its data maps onto rows:
   table cannot run code in a reader. ``serializer="pickle"`` chooses the
   library's own pickle; with ``secret_key`` either is signed with itsdangerous,
   as the library signs its pickle.
-* A row it cannot read (planted, damaged, nested or sized beyond reason, or
-  signed with another key) reads as missing, logged on
-  ``animedex_store.integrations.aiohttp_client_cache``.
+* A row it cannot read (planted, damaged, nested or sized beyond reason) reads
+  as missing, logged on ``animedex_store.integrations.aiohttp_client_cache``;
+  with ``secret_key``, a row not signed with it raises itsdangerous'
+  ``BadSignature``, as the library's own backends do.
 * A response's row expires with the response (its ``expires``, rounded up to
   the second); the library never revalidates an expired response, it deletes it
   on read. A response that never expires, and a redirect, never expire as rows.
@@ -46,6 +47,7 @@ try:
     from aiohttp import HttpVersion  # type: ignore[import-not-found,unused-ignore]
     from aiohttp_client_cache.backends.base import BaseCache, CacheBackend, ResponseOrKey  # type: ignore[import-not-found,unused-ignore]
     from aiohttp_client_cache.response import CachedResponse  # type: ignore[import-not-found,unused-ignore]
+    from itsdangerous.exc import BadSignature  # type: ignore[import-not-found,unused-ignore]  # a dependency of it
     from yarl import URL  # type: ignore[import-not-found,unused-ignore]
 except ImportError as exc:  # the optional dependency
     raise ImportError(
@@ -309,10 +311,13 @@ class StoreCache(AsyncOwner, BaseCache):  # type: ignore[misc,unused-ignore]  # 
 
     # -- values as rows -----------------------------------------------------------------------------
     def _load(self, key: str, payload: bytes) -> Any:
-        """The value of a row, or ``None`` (logged once) when it cannot be read: whatever its
-        serializer raises (itsdangerous' ``BadSignature`` for a row signed with another key too)."""
+        """The value of a row, or ``None`` (logged once) when it cannot be read, whatever its serializer
+        raises; but a row not signed with ``secret_key`` raises itsdangerous' ``BadSignature``, as in
+        the library's own backends (its own tests hold a signed cache to refusing it loudly)."""
         try:
             return self.deserialize(payload)
+        except BadSignature:
+            raise
         except Exception as exc:  # anything a planted or damaged row makes a serializer raise
             log_unreadable(logger, self.backend, key, exc)
             return None
@@ -332,7 +337,7 @@ class StoreCache(AsyncOwner, BaseCache):  # type: ignore[misc,unused-ignore]  # 
 
     async def read(self, key: str) -> ResponseOrKey:
         """The value of ``key``, or ``None`` when it is missing, expired or unreadable (never pickle's
-        unless chosen)."""
+        unless chosen); with ``secret_key``, a row signed otherwise raises ``BadSignature``."""
         if not is_storable_key(key):
             return None
         payload = await self.repository.get(self.backend, key)

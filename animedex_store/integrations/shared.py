@@ -77,7 +77,7 @@ class _Holding(Generic[R]):
         return owned
 
     def _arguments(self) -> str:
-        """What ``repr()`` shows between the parentheses (the library's names, then ``target``)."""
+        """What ``repr()`` shows between the parentheses: the library's arguments, the options that matter."""
         return ""
 
     def __repr__(self) -> str:
@@ -103,15 +103,15 @@ class Owner(_Holding[CacheRepository]):
     def __enter__(self: _O) -> _O:
         return self
 
+    def __exit__(self, *_exc_info: object) -> None:
+        self.close()
+
     def __del__(self) -> None:
         # Deterministically, as requests-cache's own SQLiteDict does: a SQLite connection in WAL mode
         # left open when the process forks breaks the children's reads (SQLITE_IOERR_SHORT_READ).
         owned = self._release()
         if owned is not None:
             owned.close()
-
-    def __exit__(self, *_exc_info: object) -> None:
-        self.close()
 
 
 class AsyncOwner(_Holding[AsyncCacheRepository]):
