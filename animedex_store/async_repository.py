@@ -164,6 +164,12 @@ class AsyncCacheRepository:
     ) -> None:
         await (self._ops or await self._operations()).set_many(backend, items, ttl_seconds=ttl_seconds)
 
+    @documented_by(Operations.replace)
+    async def replace(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
+        return await (self._ops or await self._operations()).replace(
+            backend, signature, payload, ttl_seconds=ttl_seconds
+        )
+
     @documented_by(Operations.purge_expired)
     async def purge_expired(self) -> int:
         return await (self._ops or await self._operations()).purge_expired()
@@ -254,6 +260,10 @@ class AsyncCacheRepository:
     ) -> int:
         operations = self._ops or await self._operations()
         return await operations.count(backend, include_expired=include_expired, expired_only=expired_only, as_of=as_of)
+
+    @documented_by(Operations.payload_bytes)
+    async def payload_bytes(self, backend: str) -> int:
+        return await (self._ops or await self._operations()).payload_bytes(backend)
 
     @documented_by(Operations.contains_many)
     async def contains_many(

@@ -115,6 +115,10 @@ class CacheRepository:
     ) -> None:
         run_blocking(self._ops.set_many(backend, items, ttl_seconds=ttl_seconds))
 
+    @documented_by(Operations.replace)
+    def replace(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
+        return run_blocking(self._ops.replace(backend, signature, payload, ttl_seconds=ttl_seconds))
+
     @documented_by(Operations.purge_expired)
     def purge_expired(self) -> int:
         return run_blocking(self._ops.purge_expired())
@@ -200,6 +204,10 @@ class CacheRepository:
     ) -> int:
         operation = self._ops.count(backend, include_expired=include_expired, expired_only=expired_only, as_of=as_of)
         return run_blocking(operation)
+
+    @documented_by(Operations.payload_bytes)
+    def payload_bytes(self, backend: str) -> int:
+        return run_blocking(self._ops.payload_bytes(backend))
 
     @documented_by(Operations.contains_many)
     def contains_many(

@@ -37,7 +37,7 @@ def run(settings: Settings, workdir: Path) -> list[Result | Skipped]:
         return [Skipped("hishel CacheClient hit", "hishel is not installed (the [hishel] extra, Python 3.10+)")]
     from hishel import AsyncSqliteStorage, SqliteStorage
 
-    from animedex_store.hishel import AsyncStoreStorage, StoreStorage
+    from animedex_store.integrations.hishel import AsyncStoreStorage, StoreStorage
 
     responses = {  # the body as animedex kept it (decoded): headers about its encoding left out
         f"https://anime.example/{row.backend}/{index}": (row.payload, _plain(row.headers))

@@ -43,7 +43,7 @@ def _aiohttp_hits(settings: Settings, workdir: Path, server: _Server) -> list[Re
         from aiohttp_client_cache import CachedSession, SQLiteBackend
     except ImportError:
         return [Skipped("aiohttp CachedSession hit", "aiohttp-client-cache is not installed (Python 3.11+, [bench])")]
-    from animedex_store.aiohttp_client_cache import StoreBackend
+    from animedex_store.integrations.aiohttp_client_cache import StoreBackend
 
     backends = {
         "ours": lambda: StoreBackend("bench", workdir / "ours-aiohttp.sqlite", expire_after=3600),
@@ -101,7 +101,7 @@ def _cachecontrol_hits(settings: Settings, workdir: Path, server: _Server) -> li
         from cachecontrol.caches import SeparateBodyFileCache
     except ImportError:
         return [Skipped("CacheControl hit", "cachecontrol[filecache] is not installed (Python 3.10+, [bench])")]
-    from animedex_store.cachecontrol import StoreCache
+    from animedex_store.integrations.cachecontrol import StoreCache
 
     caches = {"ours": StoreCache(workdir / "ours-cachecontrol.sqlite"), "theirs": SeparateBodyFileCache(workdir / "cc")}
     sessions = {name: CacheControl(requests.Session(), cache=cache) for name, cache in caches.items()}

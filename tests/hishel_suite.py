@@ -41,7 +41,7 @@ from peer_sdist import peer_tests
 from animedex_store import AsyncCacheRepository, CacheRepository
 from animedex_store.async_repository import close_outside_loop
 from animedex_store.errors import ConnectionFailedError
-from animedex_store.hishel import AsyncStoreStorage, StoreStorage
+from animedex_store.integrations.hishel import AsyncStoreStorage, StoreStorage
 from animedex_store.sql.sandbox import sandbox
 
 __all__ = ["RELEASE", "ROOT", "MODULES", "DESELECTED", "deselected", "load"]

@@ -24,7 +24,7 @@ import aiohttp_client_cache_suite  # noqa: E402 - after the skip; before any `te
 from test.integration.base_backend_test import BaseBackendTest  # noqa: E402
 from test.integration.base_storage_test import BaseStorageTest  # noqa: E402
 
-from animedex_store.aiohttp_client_cache import StoreBackend, StoreCache  # noqa: E402
+from animedex_store.integrations.aiohttp_client_cache import StoreBackend, StoreCache  # noqa: E402
 
 pytestmark = pytest.mark.peer  # its own tests
 

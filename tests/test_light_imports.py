@@ -12,6 +12,7 @@ created through Alembic, and the probe sees it.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from dbfiles import rows
 from fresh_interpreter import PRELUDE, URL_ENV_VAR, child_env, run_fresh
+from sourcefiles import package_sources
 
 from animedex_store import CacheRepository
 
@@ -316,24 +318,27 @@ print(json.dumps(heavy_loaded()))
     assert run_fresh(code, cwd=tmp_path) == ["asyncio"]
 
 
-#: The HTTP-cache adapters with an optional library: (module, the library's import name, the extra).
-ADAPTERS = [
-    ("animedex_store.aiohttp_client_cache", "aiohttp_client_cache", "aiohttp-client-cache"),
-    ("animedex_store.cachecontrol", "cachecontrol", "cachecontrol"),
+#: The integrations, each with an optional library: (module, the library's import name, the extra).
+INTEGRATIONS = [
+    ("animedex_store.integrations.requests_cache", "requests_cache", "requests-cache"),
+    ("animedex_store.integrations.hishel", "hishel", "hishel"),
+    ("animedex_store.integrations.aiohttp_client_cache", "aiohttp_client_cache", "aiohttp-client-cache"),
+    ("animedex_store.integrations.cachecontrol", "cachecontrol", "cachecontrol"),
 ]
+#: What the integrations' libraries import, which the package must not load without them.
+WEB = ("requests", "requests_cache", "hishel", "httpx", "anyio", "aiohttp", "cachecontrol", "msgpack", "yarl")
 
 
-@pytest.mark.parametrize(("module", "library", "extra"), ADAPTERS)
-def test_an_http_cache_adapter_needs_its_library_only_when_imported(
+@pytest.mark.parametrize(("module", "library", "extra"), INTEGRATIONS)
+def test_an_integration_needs_its_library_only_when_imported(
     tmp_path: Path, module: str, library: str, extra: str
 ) -> None:
-    """Without the library the package imports as ever, loading no HTTP package; the adapter's module
-    says which extra to install."""
+    """Without the library the package imports as ever, loading no HTTP package; the integration's
+    module says which extra to install."""
     code = f"""
 sys.modules[{library!r}] = None  # as if it were not installed
-import animedex_store, animedex_store.sqlite
-web = ("aiohttp", "aiohttp_client_cache", "cachecontrol", "requests", "msgpack", "yarl")
-loaded = sorted(name for name in web if sys.modules.get(name) is not None)
+import animedex_store, animedex_store.sqlite, animedex_store.integrations
+loaded = sorted(name for name in {WEB!r} if sys.modules.get(name) is not None)
 heavy = heavy_loaded()
 try:
     import {module}
@@ -345,3 +350,19 @@ print(json.dumps({{"outcome": outcome, "loaded": loaded, "heavy": heavy}}))
     report = run_fresh(code, cwd=tmp_path)
     assert report == {"outcome": report["outcome"], "loaded": [], "heavy": []}
     assert f"pip install 'animedex-store[{extra}]'" in report["outcome"]
+
+
+def test_only_the_integrations_import_an_optional_cache_library() -> None:
+    """Everything that needs an optional cache library (or what only they bring) lives in
+    ``animedex_store/integrations/``: no other module of the package imports one."""
+    libraries = {library for _module, library, _extra in INTEGRATIONS} | set(WEB) | {"itsdangerous"}
+    found = []
+    for path, tree in package_sources():
+        if path.startswith("animedex_store/integrations/"):
+            continue
+        for node in ast.walk(tree):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [f"{path}: {name}" for name in names if name.split(".")[0] in libraries]
+    assert found == []

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from animedex_store import CacheRepository
+from animedex_store.core.listing import EVERY_ROW, KeyPage
 from animedex_store.testing import FROZEN_AT, FrozenClock
 
 #: Each test that opens repositories runs on CacheRepository and AsyncCacheRepository (conftest).
@@ -147,6 +148,27 @@ def test_a_backend_is_listed_by_expiry_through_its_index(tmp_path: Path, options
     )
     connection.close()
     assert "INDEX ix_cache_rows_backend_expires_at" in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("order_by", "index"), [("signature", "sqlite_autoindex_cache_rows_1"), ("size", "ix_cache_rows_backend_size")]
+)
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("after", [False, True])
+@pytest.mark.parametrize("bound", [0, EVERY_ROW], ids=["live", "every row"])
+def test_a_backend_is_listed_by_signature_or_size_through_an_index_that_holds_the_order(
+    tmp_path: Path, order_by: str, index: str, descending: bool, after: bool, bound: int
+) -> None:
+    """requests-cache's ``sorted(key="key" | "size")``: read in order until the page is full, never every
+    row of the backend sorted (17 ms for ten of 100,000 by signature; revision 0007 indexes the size)."""
+    path = tmp_path / "cache.sqlite"
+    with CacheRepository(path) as repo:
+        statement = repo._sql.keys_page(KeyPage(order_by, descending, False, after))
+    connection = sqlite3.connect(path)
+    values = statement.bind(("b", bound, 5, "s", 10))
+    plan = " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {statement.sql}", values))
+    connection.close()
+    assert f"INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
 
 
 @pytest.mark.parametrize("name", ["get_many", "present_many", "delete_many"])

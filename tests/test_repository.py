@@ -398,3 +398,28 @@ def test_nul_in_keys_round_trips_or_is_refused_clearly(
     assert repo.get("b", key) == b"nul" and repo.get(key, key) == b"both"
     assert repo.get("b", "a") == b"plain" and repo.get("b", key + "\x00") is None
     assert row_count(database) == 3
+
+
+def test_replace_overwrites_a_row_that_exists_and_never_creates_one(
+    repo: CacheRepository, frozen_clock: FrozenClock
+) -> None:
+    """The conditional write the hishel storages build on: a row deleted meanwhile stays deleted."""
+    assert repo.replace("b", "k", b"v", ttl_seconds=60) is False
+    assert repo.get("b", "k") is None
+    repo.set_with_meta("b", "k", b"old", response_headers={"ETag": "x"}, ttl_seconds=1)
+    frozen_clock.advance(5)  # expired, still stored: replaced all the same
+    assert repo.replace("b", "k", b"new", ttl_seconds=60) is True
+    assert repo.get_with_meta("b", "k") == (b"new", {}, frozen_clock())
+    assert repo.replace("b", "k", b"new", ttl_seconds=60) is True  # nothing changed: it existed all the same
+    repo.delete("b", "k")
+    assert repo.replace("b", "k", b"again", ttl_seconds=60) is False and repo.get("b", "k") is None
+
+
+def test_payload_bytes_counts_one_backend_expired_rows_too(repo: CacheRepository, frozen_clock: FrozenClock) -> None:
+    repo.set_many("b", {"one": b"x" * 10, "two": b"y" * 20}, ttl_seconds=1)
+    repo.set("b", "three", b"z" * 5, ttl_seconds=60)
+    repo.set("other", "one", b"w" * 100, ttl_seconds=60)
+    frozen_clock.advance(5)
+    assert (repo.payload_bytes("b"), repo.payload_bytes("other"), repo.payload_bytes("none")) == (35, 100, 0)
+    with pytest.raises(TypeError):
+        repo.payload_bytes(1)  # type: ignore[arg-type]

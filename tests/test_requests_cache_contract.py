@@ -16,7 +16,7 @@ import requests_cache_suite  # noqa: F401 - before any `tests.*` import
 from tests.integration.base_cache_test import BaseCacheTest
 from tests.integration.base_storage_test import BaseStorageTest
 
-from animedex_store.requests_cache import StoreCache, StoreDict
+from animedex_store.integrations.requests_cache import StoreCache, StoreDict
 from tests.conftest import httpbin_wrapper  # noqa: F401 - autouse (USE_PYTEST_HTTPBIN=true): a local httpbin
 
 pytestmark = pytest.mark.peer  # requests-cache's own tests

@@ -30,6 +30,10 @@ upsert = Compiled(
     "INSERT INTO cache_rows (backend, signature, expires_at, fetched_at, codec, response_headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET expires_at = excluded.expires_at, fetched_at = excluded.fetched_at, codec = excluded.codec, response_headers = excluded.response_headers, payload = excluded.payload",
     tuple,
 )
+replace = Compiled(
+    "UPDATE cache_rows SET expires_at=?, fetched_at=?, codec=?, response_headers=?, payload=? WHERE cache_rows.backend = ? AND cache_rows.signature = ?",
+    InOrder(2, 3, 4, 5, 6, 0, 1),
+)
 purge_expired = Compiled(
     "DELETE FROM cache_rows WHERE (cache_rows.backend, cache_rows.signature) IN (SELECT expired.backend, expired.signature \nFROM (SELECT cache_rows.backend AS backend, cache_rows.signature AS signature \nFROM cache_rows \nWHERE cache_rows.expires_at <= ?\n LIMIT ? OFFSET 0) AS expired)",
     tuple,
@@ -56,6 +60,10 @@ payload_size = Compiled(
 )
 payload_total = Compiled(
     "SELECT coalesce(sum(length(cache_rows.payload)), 0) AS coalesce_1 \nFROM cache_rows",
+    tuple,
+)
+backend_payload_total = Compiled(
+    "SELECT coalesce(sum(length(cache_rows.payload)), 0) AS coalesce_1 \nFROM cache_rows \nWHERE cache_rows.backend = ?",
     tuple,
 )
 eviction_batch = Compiled(
@@ -212,11 +220,11 @@ _PRESENT_MANY = {
 }
 _KEYS_PAGE = {
     ("signature", False, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("signature", False, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND cache_rows.signature > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND cache_rows.signature > ? ORDER BY cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 3, 4),
     ),
     ("signature", False, True, False): Compiled(
@@ -228,11 +236,11 @@ _KEYS_PAGE = {
         InOrder(0, 1, 3, 4),
     ),
     ("signature", True, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("signature", True, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND cache_rows.signature < ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND cache_rows.signature < ? ORDER BY cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 3, 4),
     ),
     ("signature", True, True, False): Compiled(
@@ -276,11 +284,11 @@ _KEYS_PAGE = {
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", False, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("size", False, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (length(cache_rows.payload) > ? OR length(cache_rows.payload) = ? AND cache_rows.signature > ?) ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND (length(cache_rows.payload) > ? OR length(cache_rows.payload) = ? AND cache_rows.signature > ?) ORDER BY length(cache_rows.payload), cache_rows.signature\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", False, True, False): Compiled(
@@ -292,11 +300,11 @@ _KEYS_PAGE = {
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", True, False, False): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 4),
     ),
     ("size", True, False, True): Compiled(
-        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at > ? AND (length(cache_rows.payload) < ? OR length(cache_rows.payload) = ? AND cache_rows.signature < ?) ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
+        "SELECT cache_rows.signature, cache_rows.expires_at, length(cache_rows.payload) AS length_1 \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at + 0 > ? AND (length(cache_rows.payload) < ? OR length(cache_rows.payload) = ? AND cache_rows.signature < ?) ORDER BY length(cache_rows.payload) DESC, cache_rows.signature DESC\n LIMIT ? OFFSET 0",
         InOrder(0, 1, 2, 2, 3, 4),
     ),
     ("size", True, True, False): Compiled(

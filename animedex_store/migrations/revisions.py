@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: The newest revision in ``alembic/versions``; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 #: The ``cache_meta`` key the seed's own code reads to decide whether to add its v2 columns, and
 #: its values: revision ``0002`` writes ``'2'`` (kept while ``cache_rows`` has the seed's v2

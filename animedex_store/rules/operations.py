@@ -153,21 +153,31 @@ class Operations:
         """Store or overwrite a row with its response headers (a str→str mapping)."""
         await self._write(backend, signature, payload, encode_headers(response_headers, self.redacted), ttl_seconds)
 
-    async def _write(self, backend: str, signature: str, payload: object, headers: bytes, ttl_seconds: object) -> None:
+    async def replace(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
+        """Overwrite a row that exists (expired or not) as :meth:`set` would, never creating one: ``True``
+        if it existed. One statement: a row deleted meanwhile stays deleted (a conditional write)."""
+        return await self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds, self.sql.replace) > 0
+
+    async def _write(
+        self, backend: str, signature: str, payload: object, headers: bytes, ttl: object, sql: Compiled | None = None
+    ) -> int:
+        """Write a row with ``sql`` (the upsert by default); how many rows it wrote."""
         check_key("backend", backend)
         check_key("signature", signature)
         stored, codec = encode(check_payload(payload), self.codec)
-        ttl = check_ttl(ttl_seconds)
+        seconds = check_ttl(ttl)
         now = self.now_seconds()
-        values = (backend, signature, now + ttl, now, codec, headers, stored)
+        values = (backend, signature, now + seconds, now, codec, headers, stored)
+        statement = sql or self.sql.upsert
         cap = self.cap
         if cap is None:
-            await self.db.execute(self.sql.upsert, values)
-            return
+            return await self.db.execute(statement, values)
         cap.check_fits(len(stored))
         previous = await cap.previous_size(self.db, self.sql, backend, signature)
-        await self.db.execute(self.sql.upsert, values)
-        await cap.grew(self.db, self.sql, len(stored) - previous, (backend, signature))
+        written = await self.db.execute(statement, values)
+        if written:
+            await cap.grew(self.db, self.sql, len(stored) - previous, (backend, signature))
+        return written
 
     async def set_model(self, backend: str, signature: str, model: BaseModel, *, ttl_seconds: int) -> None:
         """Store a pydantic model as ``model.model_dump_json()`` in UTF-8."""
@@ -376,6 +386,13 @@ class Operations:
         check_key("backend", backend)
         expired, bound = _expiry_bound(self.clock, include_expired, expired_only, as_of)
         row = await self.db.fetchone(self.sql.count_expired if expired else self.sql.count_live, (backend, bound))
+        return int(row[0]) if row is not None else 0
+
+    async def payload_bytes(self, backend: str) -> int:
+        """Bytes ``backend``'s payloads take as stored, expired rows included; one statement over the
+        backend's rows (the payloads' lengths, not their bytes)."""
+        check_key("backend", backend)
+        row = await self.db.fetchone(self.sql.backend_payload_total, (backend,))
         return int(row[0]) if row is not None else 0
 
     async def contains_many(

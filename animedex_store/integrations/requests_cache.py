@@ -1,8 +1,8 @@
-"""A requests-cache backend on animedex-store: your HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
+"""requests-cache on animedex-store: its HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
 
 ```python
 from requests_cache import CachedSession
-from animedex_store.requests_cache import StoreCache
+from animedex_store.integrations.requests_cache import StoreCache
 
 session = CachedSession(backend=StoreCache("http_cache", "postgresql+psycopg://app@db/cache"), expire_after=3600)
 ```
@@ -17,7 +17,7 @@ dependency (``pip install 'animedex-store[requests-cache]'``); importing
 How requests-cache's data maps onto rows:
 
 * ``backend`` is the namespace of one ``(cache_name, table_name)`` pair
-  (:func:`namespace`), so two caches, or a cache's responses and redirects,
+  (:func:`namespace`, ``rc:<len>:<cache_name>:<table_name>``), so two caches, or a cache's responses and redirects,
   never see each other's keys; ``signature`` is requests-cache's key.
 * ``payload`` is the serializer's output (UTF-8 when it is text). The default
   serializer is ``"json"``, which never unpickles: a row planted by anyone who
@@ -28,6 +28,8 @@ How requests-cache's data maps onto rows:
   (default an hour, as requests-cache's Redis backend) past the response's
   ``expires``; ``purge_expired()`` and ``animedex-store purge`` remove it after
   that. A response that never expires, and a redirect, never expire as rows.
+* A row it cannot read (planted, damaged, nested or sized beyond reason) is a
+  miss, logged on ``animedex_store.integrations.requests_cache``.
 """
 
 from __future__ import annotations
@@ -43,17 +45,20 @@ try:
     from requests_cache.policy import ExpirationTime
 except ImportError as exc:  # the optional dependency
     raise ImportError(
-        f"animedex_store.requests_cache needs requests-cache: pip install 'animedex-store[requests-cache]' ({exc})"
+        "animedex_store.integrations.requests_cache needs requests-cache: "
+        f"pip install 'animedex-store[requests-cache]' ({exc})"
     ) from exc
 
-from .core import http_caches
-from .core.clock import epoch_seconds
-from .core.http_caches import is_storable_key
-from .core.validation import MAX_TTL_SECONDS, check_count
-from .fastpath.targets import Target
-from .repository import CacheRepository
+from ..core.clock import epoch_seconds
+from ..core.validation import check_count
+from ..fastpath.targets import Target
+from ..repository import CacheRepository
+from . import shared
+from .shared import Owner, is_storable_key, log_unreadable, row_ttl
 
 __all__ = ["StoreCache", "StoreDict", "namespace", "DEFAULT_TTL_OFFSET"]
+
+logger = shared.integration_logger(__name__)
 
 #: Seconds a stored response stays readable after its ``expires`` (requests-cache's Redis default).
 DEFAULT_TTL_OFFSET = 3600
@@ -62,49 +67,24 @@ _PAGE = 512
 #: requests-cache's sort keys, and the repository's orders for them.
 _SORT_KEYS = {"expires": "expires_at", "size": "size", "key": "signature"}
 
-try:  # cattrs raises these for valid JSON that is not a response; BaseStorage.deserialize catches others
-    from cattrs.errors import BaseValidationError as _NotAResponse
-except ImportError:  # pragma: no cover - cattrs is a requests-cache dependency
-    _NotAResponse = ValueError  # type: ignore[assignment,misc]
-
 
 def namespace(cache_name: str, table_name: str) -> str:
     """The ``backend`` of one ``(cache_name, table_name)`` pair: ``rc:<len>:<cache_name>:<table_name>``,
-    or ``rc:sha256:<hex>`` when that is too long for a key (see :func:`~animedex_store.core.http_caches.namespace`)."""
-    return http_caches.namespace("rc", cache_name, table_name)
+    or ``rc:sha256:<hex>`` when that is too long for a key (see :func:`.shared.namespace`)."""
+    return shared.namespace("rc", cache_name, table_name)
 
 
-class _RepositoryHolder:
-    """What StoreDict and StoreCache share: a repository opened for them (closed with them), or
-    handed in (``repository=``, left open)."""
+class StoreDict(Owner, BaseStorage[str, Any]):
+    """requests-cache's ``BaseStorage`` on a store: one ``(cache_name, table_name)`` namespace of it.
 
-    repository: CacheRepository
-    _owns_repository: bool
-
-    def _hold(self, target: Target, repository: CacheRepository | None) -> None:
-        self.repository = CacheRepository(target) if repository is None else repository
-        self._owns_repository = repository is None
-
-    def _release(self) -> None:
-        if self._owns_repository:
-            self.repository.close()
-
-    def __del__(self) -> None:
-        # Deterministically, like requests-cache's SQLiteDict: a WAL connection left open when a
-        # process forks breaks the children's reads (SQLITE_IOERR_SHORT_READ).
-        if getattr(self, "_owns_repository", False):
-            self.repository.close()
-
-
-class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
-    """One ``(cache_name, table_name)`` namespace of a store, as requests-cache's ``BaseStorage``.
-
-    ``target`` is anything :class:`CacheRepository` takes (``None``: the
-    default); ``repository=`` shares an open one instead (it is not closed by
-    :meth:`close`). ``serializer`` is any requests-cache serializer, ``"json"`` by
+    ``target`` is anything :class:`~animedex_store.CacheRepository` takes;
+    ``repository=`` shares an open one instead (see :mod:`animedex_store.integrations`
+    for closing). ``serializer`` is any requests-cache serializer, ``"json"`` by
     default; ``None`` stores values as they are (``str`` or ``bytes``; text comes
     back as ``str``). Other keyword arguments are requests-cache's.
     """
+
+    LIBRARY = "requests-cache"
 
     def __init__(
         self,
@@ -141,20 +121,35 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
                 data = payload.decode("utf-8")
             except UnicodeDecodeError:
                 pass  # bytes from a serializer that calls itself text: let it read them
+        return self.deserialize(key, data)
+
+    def deserialize(self, key: str, value: Any) -> Any:
+        """requests-cache's, except that a value its serializer cannot read, whatever it raises
+        (nesting too deep, numbers too large, fields of the wrong types, a truncated body), is
+        ``None`` (a miss) and logged once, on ``animedex_store.integrations.requests_cache``."""
+        if not self.serializer:
+            return value
         try:
-            return self.deserialize(key, data)
-        except _NotAResponse:
-            return None  # valid JSON that is not a response: unreadable, like any other bad row
+            loaded = self.serializer.loads(value)
+        except Exception as exc:  # anything a planted or damaged row makes a serializer raise
+            log_unreadable(logger, self.backend, key, exc)
+            return None
+        try:
+            loaded.cache_key = key
+        except AttributeError:
+            pass  # not a response (a redirect's key)
+        return loaded
 
     def _ttl(self, value: Any) -> int:
-        """Seconds the row for ``value`` lives by the repository's clock: past its ``expires`` by
-        ``ttl_offset``, or for ever."""
+        """Seconds the row for ``value`` lives by the repository's clock: for ever, or ``ttl_offset`` past
+        its response's ``expires`` (from now, for a response stored already expired, as one is to be
+        revalidated). Both times are rounded down to the second alike, so that a response that has
+        expired by now has its row chosen by :meth:`expired_keys` (``expires_at <= now + offset``)."""
         expires = getattr(value, "expires", None)
+        now = self.repository.now()
         if not isinstance(expires, datetime):
-            return MAX_TTL_SECONDS
-        # Whole seconds as rows store them, both times rounded down alike: a response that has expired
-        # by now (expires <= now) then has its row chosen by expired_keys() (expires_at <= now + offset).
-        return max(epoch_seconds(expires) - epoch_seconds(self.repository.now()), 0) + self.ttl_offset
+            return row_ttl(None, now)
+        return row_ttl(max(epoch_seconds(expires), epoch_seconds(now)), now, outlive=self.ttl_offset)
 
     def _responses_expire_by(self) -> datetime:
         """The moment a row's ``expires_at`` is compared with to tell whether its *response* has
@@ -203,10 +198,6 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
         """Delete every row of this namespace, and only of this one."""
         self.repository.clear(self.backend)
 
-    def close(self) -> None:
-        """Close the repository, unless it was handed in (``repository=``)."""
-        self._release()
-
     def count(self, expired: bool = True) -> int:
         """How many values are stored; ``expired=False``: only unexpired responses. One query."""
         if expired:
@@ -217,8 +208,8 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
         self, key: str = "expires", reversed: bool = False, limit: int | None = None, expired: bool = True
     ) -> Iterator[Any]:
         """Values by ``expires``, ``size`` (as stored) or ``key``; ``expired=False`` leaves expired
-        responses out. One query chooses and orders the keys (through the index on the namespace's
-        expiry when sorted by ``expires``); only the values returned are read."""
+        responses out. One query chooses and orders the keys, through an index that holds the
+        order; only the values returned are read."""
         if key not in _SORT_KEYS:
             raise ValueError(f"sorted() sorts by one of {', '.join(_SORT_KEYS)}, not {key!r}")
         chosen = self.repository.keys(
@@ -260,20 +251,23 @@ class StoreDict(_RepositoryHolder, BaseStorage[str, Any]):
             listed = self.repository.keys(self.backend, expired_only=expired, as_of=self._responses_expire_by())
         return self._items(stored.signature for stored in listed)
 
-    def __repr__(self) -> str:
-        return f"StoreDict({self.cache_name!r}, {self.table_name!r}, target={self.repository.target!r})"
+    def _arguments(self) -> str:
+        return f"{self.cache_name!r}, {self.table_name!r}"
 
 
-class StoreCache(_RepositoryHolder, BaseCache):
+class StoreCache(Owner, BaseCache):
     """requests-cache's ``BaseCache`` on a store: ``responses`` and ``redirects`` in two namespaces.
 
     ``StoreCache(name).responses`` is ``StoreDict(name, "responses")`` (JSON
     unless ``serializer`` says otherwise) and ``.redirects`` is
     ``StoreDict(name, "redirects", serializer=None)``, both on one repository:
-    ``target`` (anything :class:`CacheRepository` takes), or ``repository=``.
-    Other keyword arguments are requests-cache's (a ``CachedSession`` passes
-    its settings here).
+    ``target`` (anything :class:`~animedex_store.CacheRepository` takes), or
+    ``repository=`` (see :mod:`animedex_store.integrations` for closing). Other
+    keyword arguments are requests-cache's (a ``CachedSession`` passes its
+    settings here).
     """
+
+    LIBRARY = "requests-cache"
 
     def __init__(
         self,
@@ -299,10 +293,19 @@ class StoreCache(_RepositoryHolder, BaseCache):
             cache_name, "redirects", serializer=None, repository=self.repository, **kwargs
         )
 
-    def close(self) -> None:
-        """Close the repository, unless it was handed in (``repository=``)."""
-        super().close()  # type: ignore[no-untyped-call]  # requests-cache leaves it unannotated
-        self._release()
+    def get_response(self, key: str, default: Any = None) -> CachedResponse | None:
+        """As requests-cache's, except that a value that is no response (valid JSON of something
+        else, planted) is ``default``, a miss, logged once."""
+        response: CachedResponse | None = super().get_response(key, default)
+        return response if response is default else self._response(key, response, default)
+
+    def _response(self, key: str, value: Any, default: Any = None) -> CachedResponse | None:
+        """``value`` if it is a response (or ``None``), else ``default``, logged as unreadable."""
+        if value is None or isinstance(value, CachedResponse):
+            return value
+        log_unreadable(logger, self.responses.backend, key, TypeError(f"{type(value).__name__}, not a response"))
+        found: CachedResponse | None = default
+        return found
 
     def count(self, expired: bool = True) -> int:
         """How many responses are stored; ``expired=False``: only unexpired ones."""
@@ -327,7 +330,8 @@ class StoreCache(_RepositoryHolder, BaseCache):
         only = None
         if not (invalid or older_than) and valid != expired:
             only = expired  # only expired, or only unexpired, responses: chosen on the keys
-        for key, response in self.responses.read_items(expired=only):
+        for key, value in self.responses.read_items(expired=only):
+            response = self._response(key, value)
             if invalid and response is None:
                 placeholder = CachedResponse(status_code=504)
                 placeholder.cache_key = key
@@ -348,10 +352,10 @@ class StoreCache(_RepositoryHolder, BaseCache):
         super().delete(*keys, expired=expired, **kwargs)
 
     def _prune_redirects(self) -> None:
-        """Delete the redirects whose response is gone: the redirects are read (they are few), their
-        targets looked up a few hundred a query without reading a response."""
+        """Delete the redirects whose response is gone (:func:`.shared.dangling_redirects`)."""
         redirects = dict(self.redirects.read_items())
-        present = self.repository.contains_many(
-            self.responses.backend, [target for target in redirects.values() if is_storable_key(target)]
-        )
-        self.redirects.bulk_delete([key for key, target in redirects.items() if target not in present])
+        present = self.repository.contains_many(self.responses.backend, shared.redirect_targets(redirects))
+        self.redirects.bulk_delete(shared.dangling_redirects(redirects, present))
+
+    def _arguments(self) -> str:
+        return repr(self.cache_name)

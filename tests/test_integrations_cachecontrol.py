@@ -28,21 +28,23 @@ import pytest
 if sys.version_info < (3, 10):
     pytest.skip("CacheControl 0.14 needs Python 3.10 or later", allow_module_level=True)
 
+import msgpack  # noqa: E402
 import requests  # noqa: E402
 import time_machine  # noqa: E402
 from cachecontrol import CacheControl  # noqa: E402
 from cachecontrol.heuristics import ExpiresAfter, LastModified, OneDayCache  # noqa: E402
 from cachecontrol.serialize import Serializer  # noqa: E402
 from cli_runner import cli_runner  # noqa: E402
+from conftest import ENGINES  # noqa: E402
 from local_server import serving  # noqa: E402
-from planted import planted_pickle  # noqa: E402
+from planted import DEEP_MSGPACK, NOT_TEXT, planted_pickle, truncated, unreadable_logged  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from animedex_store import CacheRepository  # noqa: E402
-from animedex_store.cachecontrol import StoreCache, backends, signature  # noqa: E402
 from animedex_store.cli import cli  # noqa: E402
 from animedex_store.core.clock import FrozenClock  # noqa: E402
 from animedex_store.core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS  # noqa: E402
+from animedex_store.integrations.cachecontrol import StoreCache, backends, signature  # noqa: E402
 from animedex_store.ops.copy import copy_store  # noqa: E402
 
 DAY = 86_400
@@ -371,7 +373,7 @@ def test_namespaces_and_their_checks(repository: CacheRepository) -> None:
     one.set("https://anime.example/", b"one")
     two.set("https://anime.example/", b"two")
     assert (one.get("https://anime.example/"), two.get("https://anime.example/")) == (b"one", b"two")
-    assert backends() == ("cachecontrol:responses", "cachecontrol:bodies")
+    assert tuple(backends()) == ("cachecontrol:responses", "cachecontrol:bodies")
     with pytest.raises(TypeError, match="namespace must be str"):
         StoreCache(repository=repository, namespace=b"x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="namespace must be 1 to"):
@@ -401,6 +403,68 @@ def test_a_planted_pickle_is_a_miss_and_runs_nothing(visit: Visit, tmp_path: Pat
     response = visit.get("max-age")
     assert (response.from_cache, response.status_code, marker.exists()) == (False, 200, False)
     assert visit.get("max-age").from_cache  # replaced by the real response
+
+
+def _metadata(**response: Any) -> bytes:
+    """CacheControl's metadata (its ``cc=4`` format) of a response of ``max-age=600``, with ``response``'s
+    fields changed."""
+    fields: dict[str, Any] = {
+        "body": b"",
+        "headers": {"Cache-Control": "max-age=600", "Date": format_datetime(datetime.now(timezone.utc), usegmt=True)},
+        "status": 200,
+        "version": 11,
+        "reason": "OK",
+        "decode_content": False,
+    }
+    vary = response.pop("vary", {})
+    fields.update(response)
+    packed: bytes = msgpack.packb({"response": fields, "vary": vary}, use_bin_type=True)
+    return b"cc=4," + packed
+
+
+#: Metadata rows CacheControl never writes: each is a miss (the URL fetched again), logged once (but
+#: those CacheControl ignores on its own: the pickle, the nesting, the cut), never raising.
+PLANTED: dict[str, tuple[bytes, bool]] = {
+    "a pickle": (b"cc=2," + planted_pickle(Path("never-created")), False),
+    "100,000 nested arrays": (b"cc=4," + DEEP_MSGPACK, False),
+    "metadata cut short": (truncated(_metadata()), False),
+    "a list": (b"cc=4," + msgpack.packb([1, 2]), True),
+    "no response": (b"cc=4," + msgpack.packb({"vary": {}}), True),
+    "headers of the wrong type": (_metadata(headers=5), True),
+    "a field HTTPResponse does not take": (_metadata(bogus=1), True),
+    "a status out of range": (_metadata(status=2**64 - 1), True),
+    "a status of the wrong type": (_metadata(status="OK"), True),
+    "vary headers of the wrong type": (
+        b"cc=4," + msgpack.packb({"response": {"body": b"", "headers": {}, "status": 200}, "vary": [1]}),
+        True,
+    ),
+    "bytes that are not text": (b"cc=4," + NOT_TEXT, False),
+}
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def planted_on(request: pytest.FixtureRequest, module_databases: Callable[[str], str]) -> Iterator[CacheRepository]:
+    """A repository on one database of this module per engine, for the planted rows."""
+    with CacheRepository(module_databases(request.param)) as repository:
+        yield repository
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+def test_a_planted_row_is_a_miss_never_an_exception(
+    site: tuple[Site, str], planted_on: CacheRepository, planted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload, logged = PLANTED[planted]
+    visit = Visit(*site, StoreCache(repository=planted_on))
+    with visit.session:
+        visit.cache.set(visit.url("max-age"), payload, expires=3600)
+        with caplog.at_level("WARNING"):
+            response = visit.get("max-age")
+        assert (response.status_code, response.from_cache, visit.hits("max-age")) == (200, False, 1)
+        assert visit.get("max-age").from_cache  # replaced by the real response
+    if logged:  # CacheControl reads the metadata twice per request: the response, then its validators
+        unreadable_logged(caplog, "animedex_store.integrations.cachecontrol", visit.url("max-age"), reads=2)
+    else:
+        assert [record for record in caplog.records if record.name.startswith("animedex_store")] == []
 
 
 def test_copy_moves_cachecontrol_rows_between_engines(

@@ -1,8 +1,8 @@
-"""An aiohttp-client-cache backend on animedex-store: aiohttp's HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
+"""aiohttp-client-cache on animedex-store: aiohttp's HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
 
 ```python
 from aiohttp_client_cache import CachedSession
-from animedex_store.aiohttp_client_cache import StoreBackend
+from animedex_store.integrations.aiohttp_client_cache import StoreBackend
 
 async with CachedSession(cache=StoreBackend("http_cache", "postgresql+psycopg://app@db/cache")) as session:
     ...
@@ -22,9 +22,13 @@ How its data maps onto rows:
   the library's key.
 * ``payload`` is the serializer's output. By default no pickle
   (:class:`ResponseSerializer`): a row planted by anyone who can write a shared
-  table cannot run code in a reader, and reads as missing. ``serializer="pickle"``
-  chooses the library's own pickle; with ``secret_key`` either is signed with
-  itsdangerous, as the library signs its pickle.
+  table cannot run code in a reader. ``serializer="pickle"`` chooses the
+  library's own pickle; with ``secret_key`` either is signed with itsdangerous,
+  as the library signs its pickle.
+* A row it cannot read (planted, damaged, nested or sized beyond reason) reads
+  as missing, logged on ``animedex_store.integrations.aiohttp_client_cache``;
+  with ``secret_key``, a row not signed with it raises itsdangerous'
+  ``BadSignature``, as the library's own backends do.
 * A response's row expires with the response (its ``expires``, rounded up to
   the second); the library never revalidates an expired response, it deletes it
   on read. A response that never expires, and a redirect, never expire as rows.
@@ -35,7 +39,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
-from http.cookies import CookieError, Morsel, SimpleCookie
+from http.cookies import Morsel, SimpleCookie
 from typing import Any
 
 # The ignores: mypy checks this module where the optional dependency is missing too (Python < 3.11).
@@ -43,20 +47,22 @@ try:
     from aiohttp import HttpVersion  # type: ignore[import-not-found,unused-ignore]
     from aiohttp_client_cache.backends.base import BaseCache, CacheBackend, ResponseOrKey  # type: ignore[import-not-found,unused-ignore]
     from aiohttp_client_cache.response import CachedResponse  # type: ignore[import-not-found,unused-ignore]
+    from itsdangerous.exc import BadSignature  # type: ignore[import-not-found,unused-ignore]  # a dependency of it
     from yarl import URL  # type: ignore[import-not-found,unused-ignore]
 except ImportError as exc:  # the optional dependency
     raise ImportError(
-        "animedex_store.aiohttp_client_cache needs aiohttp-client-cache: "
+        "animedex_store.integrations.aiohttp_client_cache needs aiohttp-client-cache: "
         f"pip install 'animedex-store[aiohttp-client-cache]' (Python 3.11+) ({exc})"
     ) from exc
 
-from .async_repository import AsyncCacheRepository
-from .core import http_caches
-from .core.http_caches import is_storable_key, ttl_until
-from .core.validation import MAX_TTL_SECONDS
-from .fastpath.targets import Target
+from ..async_repository import AsyncCacheRepository
+from ..fastpath.targets import Target
+from . import shared
+from .shared import AsyncOwner, is_storable_key, log_unreadable, row_ttl
 
 __all__ = ["StoreBackend", "StoreCache", "ResponseSerializer", "UnreadableRow", "namespace"]
+
+logger = shared.integration_logger(__name__)
 
 #: Rows read per query when many are read (``values``, pruning redirects).
 _PAGE = 512
@@ -67,8 +73,8 @@ _ROW_ROUNDING = timedelta(seconds=2)
 
 def namespace(cache_name: str, table_name: str) -> str:
     """The ``backend`` of one ``(cache_name, table_name)`` pair: ``acc:<len>:<cache_name>:<table_name>``,
-    or ``acc:sha256:<hex>`` when that is too long for a key (see :func:`~animedex_store.core.http_caches.namespace`)."""
-    return http_caches.namespace("acc", cache_name, table_name)
+    or ``acc:sha256:<hex>`` when that is too long for a key (see :func:`.shared.namespace`)."""
+    return shared.namespace("acc", cache_name, table_name)
 
 
 class UnreadableRow(ValueError):
@@ -82,7 +88,8 @@ class ResponseSerializer:
     text, times in ISO 8601, its redirect history nested), a NUL byte, then the
     bodies of it and its history as they are. Anything else the library stores
     (a redirect's key: a ``str``) is JSON. :meth:`loads` builds nothing but those
-    values, and raises :class:`UnreadableRow` for anything else.
+    values, and raises :class:`UnreadableRow` for anything else, whatever is wrong
+    with it (nesting too deep, numbers too large, wrong types, a truncated body).
     """
 
     @staticmethod
@@ -100,8 +107,8 @@ class ResponseSerializer:
             head = json.loads(data if end < 0 else data[:end])
             if "response" in head:
                 return _load_response(head["response"], memoryview(data)[end + 1 :])
-            return head["value"]
-        except (KeyError, IndexError, TypeError, ValueError, CookieError) as exc:
+            return _expect(head["value"], str)  # a redirect's key: the only other value the library stores
+        except Exception as exc:  # RecursionError, OverflowError, CookieError, ...: whatever bad input raises
             raise UnreadableRow(f"not a value ResponseSerializer wrote ({exc!r:.200})") from None
 
 
@@ -269,17 +276,19 @@ def _serializer(serializer: Any, secret_key: Any, salt: str | bytes) -> Any:
     return serializer
 
 
-class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it is missing
-    """One ``(cache_name, table_name)`` namespace of a store, as aiohttp-client-cache's ``BaseCache``.
+class StoreCache(AsyncOwner, BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it is missing
+    """aiohttp-client-cache's ``BaseCache`` on a store: one ``(cache_name, table_name)`` namespace of it.
 
-    ``target`` is anything :class:`~animedex_store.AsyncCacheRepository` takes
-    (``None``: the default cache); ``repository=`` shares an open one instead (it
-    is not closed by :meth:`close`). ``serializer``: ``None`` (no pickle, see
+    ``target`` is anything :class:`~animedex_store.AsyncCacheRepository` takes;
+    ``repository=`` shares an open one instead (see :mod:`animedex_store.integrations`
+    for closing). ``serializer``: ``None`` (no pickle, see
     :class:`ResponseSerializer`), ``"pickle"``, or any object with ``dumps`` and
     ``loads``; ``secret_key`` (and ``salt``) sign the first two with itsdangerous.
     Other keyword arguments (a backend's settings) are accepted and ignored, as
     the library's caches do.
     """
+
+    LIBRARY = "aiohttp-client-cache"
 
     def __init__(
         self,
@@ -298,23 +307,26 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it
         self.cache_name = cache_name
         self.table_name = table_name
         self.backend = namespace(cache_name, table_name)
-        self.repository = AsyncCacheRepository(target) if repository is None else repository
-        self._owns_repository = repository is None
+        self._hold(target, repository)
 
     # -- values as rows -----------------------------------------------------------------------------
-    def _load(self, payload: bytes) -> Any:
+    def _load(self, key: str, payload: bytes) -> Any:
+        """The value of a row, or ``None`` (logged once) when it cannot be read, whatever its serializer
+        raises; but a row not signed with ``secret_key`` raises itsdangerous' ``BadSignature``, as in
+        the library's own backends (its own tests hold a signed cache to refusing it loudly)."""
         try:
             return self.deserialize(payload)
-        except UnreadableRow:
+        except BadSignature:
+            raise
+        except Exception as exc:  # anything a planted or damaged row makes a serializer raise
+            log_unreadable(logger, self.backend, key, exc)
             return None
 
     def _ttl(self, item: ResponseOrKey) -> int:
         """Seconds the row for ``item`` lives by the repository's clock: until the response's
         ``expires`` (rounded up), or for ever."""
         expires = getattr(item, "expires", None)
-        if not isinstance(expires, datetime):
-            return MAX_TTL_SECONDS
-        return ttl_until(expires, self.repository.now())
+        return row_ttl(expires if isinstance(expires, datetime) else None, self.repository.now())
 
     # -- BaseCache ---------------------------------------------------------------------------------
     async def contains(self, key: str) -> bool:
@@ -325,11 +337,11 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it
 
     async def read(self, key: str) -> ResponseOrKey:
         """The value of ``key``, or ``None`` when it is missing, expired or unreadable (never pickle's
-        unless chosen); a signature that does not match raises itsdangerous' ``BadSignature``."""
+        unless chosen); with ``secret_key``, a row signed otherwise raises ``BadSignature``."""
         if not is_storable_key(key):
             return None
         payload = await self.repository.get(self.backend, key)
-        return None if payload is None else self._load(payload)
+        return None if payload is None else self._load(key, payload)
 
     async def write(self, key: str, item: ResponseOrKey) -> None:
         """Store ``item`` under ``key`` (a falsy item as an empty row, which reads as ``None``)."""
@@ -371,17 +383,12 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it
         """``{key: value}`` of the live rows among ``keys`` whose value is readable (missing, expired and
         unreadable ones left out); one query per few hundred keys."""
         found = await self.repository.get_many(self.backend, [key for key in keys if is_storable_key(key)])
-        values = {key: self._load(payload) for key, payload in found.items()}
+        values = {key: self._load(key, payload) for key, payload in found.items()}
         return {key: value for key, value in values.items() if value is not None}
 
     async def size(self) -> int:
         """How many live rows this namespace holds; one query."""
         return await self.repository.count(self.backend)
-
-    async def close(self) -> None:
-        """Close the repository, unless it was handed in (``repository=``). Idempotent."""
-        if self._owns_repository:
-            await self.repository.close()
 
     # -- for StoreBackend --------------------------------------------------------------------------
     async def expired_keys(self) -> list[str]:
@@ -396,25 +403,27 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where it
         return [
             key
             for key in chosen
-            if key not in live or getattr(self._load(live[key]), "is_expired", False)  # expired by now, exactly
+            if key not in live or getattr(self._load(key, live[key]), "is_expired", False)  # expired by now, exactly
         ]
 
-    def __repr__(self) -> str:
-        return f"StoreCache({self.cache_name!r}, {self.table_name!r}, target={self.repository.target!r})"
+    def _arguments(self) -> str:
+        return f"{self.cache_name!r}, {self.table_name!r}"
 
 
-class StoreBackend(CacheBackend):  # type: ignore[misc,unused-ignore]  # Any where it is missing
+class StoreBackend(AsyncOwner, CacheBackend):  # type: ignore[misc,unused-ignore]  # Any where it is missing
     """aiohttp-client-cache's ``CacheBackend`` on a store: ``responses`` and ``redirects`` in two namespaces.
 
     ``StoreBackend(name).responses`` is ``StoreCache(name, "responses")`` and
     ``.redirects`` is ``StoreCache(name, "redirects")``, both on one
     :class:`~animedex_store.AsyncCacheRepository`: ``target`` (anything it
-    takes), or ``repository=`` (left open by :meth:`close`). Other keyword
-    arguments are ``CacheBackend``'s (``expire_after``, ``urls_expire_after``,
-    ``allowed_codes``, ...) and :class:`StoreCache`'s (``serializer``,
-    ``secret_key``, ``salt``). ``autoclose`` is ``True``, as for the library's
-    SQLite backend: closing the session closes the backend.
+    takes), or ``repository=`` (see :mod:`animedex_store.integrations` for
+    closing). Other keyword arguments are ``CacheBackend``'s (``expire_after``,
+    ``urls_expire_after``, ``allowed_codes``, ...) and :class:`StoreCache`'s
+    (``serializer``, ``secret_key``, ``salt``). ``autoclose`` is ``True``, as for
+    the library's SQLite backend: closing the session closes the backend.
     """
+
+    LIBRARY = "aiohttp-client-cache"
 
     def __init__(
         self,
@@ -426,8 +435,7 @@ class StoreBackend(CacheBackend):  # type: ignore[misc,unused-ignore]  # Any whe
         **kwargs: Any,
     ) -> None:
         super().__init__(cache_name=cache_name, autoclose=autoclose, **kwargs)
-        self.repository = AsyncCacheRepository(target) if repository is None else repository
-        self._owns_repository = repository is None
+        self._hold(target, repository)
         self._filters_responses = "filter_fn" in kwargs
         self.responses: StoreCache = StoreCache(cache_name, "responses", repository=self.repository, **kwargs)
         self.redirects: StoreCache = StoreCache(cache_name, "redirects", repository=self.repository, **kwargs)
@@ -451,18 +459,10 @@ class StoreBackend(CacheBackend):  # type: ignore[misc,unused-ignore]  # Any whe
         await self.bulk_delete(doomed)
 
     async def _prune_redirects(self) -> None:
-        """Delete the redirects whose response is gone: the redirects are read (they are few), their
-        targets looked up a few hundred a query without reading a response."""
+        """Delete the redirects whose response is gone (:func:`.shared.dangling_redirects`)."""
         redirects = {key: target async for key, target in self.redirects.items()}
-        targets = [target for target in redirects.values() if isinstance(target, str) and is_storable_key(target)]
-        present = await self.repository.contains_many(self.responses.backend, targets)
-        await self.redirects.bulk_delete(key for key, target in redirects.items() if target not in present)
+        present = await self.repository.contains_many(self.responses.backend, shared.redirect_targets(redirects))
+        await self.redirects.bulk_delete(shared.dangling_redirects(redirects, present))
 
-    async def close(self) -> None:
-        """Close the repository, unless it was handed in (``repository=``). Idempotent."""
-        await super().close()  # type: ignore[no-untyped-call,unused-ignore]  # aiohttp-client-cache leaves it unannotated
-        if self._owns_repository:
-            await self.repository.close()
-
-    def __repr__(self) -> str:
-        return f"StoreBackend({self.name!r}, target={self.repository.target!r})"
+    def _arguments(self) -> str:
+        return repr(self.name)

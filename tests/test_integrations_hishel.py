@@ -6,7 +6,6 @@ class, and importing the package without hishel."""
 from __future__ import annotations
 
 import asyncio
-import pickle
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,15 +22,16 @@ if sys.version_info < (3, 10):
 import httpx  # noqa: E402
 import msgpack  # noqa: E402
 from at_head import build_at_head  # noqa: E402
-from conftest import SERVER_URLS  # noqa: E402
+from conftest import ENGINES, SERVER_URLS  # noqa: E402
 from fresh_interpreter import run_fresh  # noqa: E402
 from hishel import Entry, Headers, Request, Response  # noqa: E402
 from hishel.httpx import AsyncCacheClient, CacheClient  # noqa: E402
+from planted import DEEP_MSGPACK, NOT_TEXT, planted_pickle, truncated, unreadable_logged  # noqa: E402
 
 from animedex_store import AsyncCacheRepository, CacheRepository  # noqa: E402
-from animedex_store import hishel as animedex_hishel  # noqa: E402
 from animedex_store.core.clock import FrozenClock  # noqa: E402
-from animedex_store.hishel import CHUNK_SIZE, GRACE_SECONDS, AsyncStoreStorage, StoreStorage, backends  # noqa: E402
+from animedex_store.integrations.hishel import CHUNK_SIZE, GRACE_SECONDS, AsyncStoreStorage, StoreStorage, backends  # noqa: E402
+from animedex_store.integrations.hishel import rows as hishel_rows  # noqa: E402
 
 START = datetime(2026, 1, 1, 0, 0, 0, 250_000, tzinfo=timezone.utc)  # a quarter past a whole second
 KEY = "GET https://anime.example/media/1"
@@ -108,7 +108,7 @@ def test_entries_of_one_millisecond_list_in_the_order_they_were_created(
 ) -> None:
     """An entry's id carries the millisecond it was made in; ids of one millisecond (here all of
     them: the ids' clock is stopped, and behind the last id made) still count up, oldest first."""
-    monkeypatch.setattr(animedex_hishel, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
+    monkeypatch.setattr(hishel_rows, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
     created = [_store(storage, f"body {number}".encode()).id for number in range(20)]
     assert [entry.id for entry in storage.get_entries(KEY)] == created
 
@@ -278,35 +278,90 @@ def test_a_closed_storage_refuses_lookups_and_closes_only_its_own_repository(
         own.repository.get("any", "row")
 
 
-class _Planted:
-    """Unpickling this creates ``marker``: what a hostile row in a shared table could do."""
+def _entry_row(**changes: Any) -> bytes:
+    """An entry's row as the storage writes it, with ``changes`` to its fields."""
+    fields = {
+        "format": hishel_rows.FORMAT,
+        "key": KEY,
+        "state": "stored",
+        "restarted": 0.0,
+        "method": "GET",
+        "url": "https://anime.example/media/1",
+        "request_headers": {},
+        "status": 200,
+        "response_headers": {"etag": ['"v1"']},
+        "deadline": None,
+        "tti": None,
+        "chunks": 0,
+        "body": b"planted body",
+    }
+    fields.update(changes)
+    packed: bytes = msgpack.packb(list(fields.values()), use_bin_type=True)
+    return packed
 
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
 
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
+#: Entry rows the storage never writes: each is dropped from the lookup, logged once, never raising.
+PLANTED = {
+    "a pickle": planted_pickle(Path("never-created")),
+    "100,000 nested arrays": DEEP_MSGPACK,
+    "msgpack that is not an entry": msgpack.packb([1, KEY, "stored", 0.0, "GET"]),
+    "a status of the wrong type": _entry_row(status="200"),
+    "a status out of range": _entry_row(status=2**64 - 1),
+    "an infinite deadline": _entry_row(deadline=float("inf")),
+    "headers of the wrong type": _entry_row(response_headers={"etag": '"v1"'}),
+    "a negative chunk count": _entry_row(chunks=-3),
+    "an entry cut short": truncated(_entry_row()),
+    "bytes that are not msgpack": NOT_TEXT,
+}
 
 
-@pytest.mark.parametrize("planted", ["garbage", "pickle", "valid msgpack, not an entry"])
-def test_a_corrupt_or_planted_row_is_dropped_and_the_lookup_goes_on(
-    storage: StoreStorage, tmp_path: Path, planted: str
-) -> None:
-    marker = tmp_path / "pwned"
-    payload = {
-        "garbage": b"\xc1\xff not msgpack",
-        "pickle": pickle.dumps(_Planted(marker)),
-        "valid msgpack, not an entry": msgpack.packb([1, KEY, "stored", 0.0, "GET"]),
-    }[planted]
-    good = _store(storage, b"good")
-    bad = uuid.uuid4().hex
+@pytest.fixture(scope="module", params=ENGINES)
+def planted_on(request: pytest.FixtureRequest, module_databases: Callable[[str], str]) -> Iterator[CacheRepository]:
+    """A repository on one database of this module per engine, for the planted rows."""
+    with CacheRepository(module_databases(request.param)) as repository:
+        yield repository
+
+
+def _plant(storage: StoreStorage, payload: bytes) -> str:
+    """An entry row of ``KEY`` holding ``payload``, listed under the key; its id."""
+    planted = uuid.uuid4().hex
     names = backends(storage.namespace)
-    storage.repository.set(names.entries, bad, payload, ttl_seconds=3600)
-    storage.repository.set(names.of_key(KEY), bad, b"", ttl_seconds=3600)
-    assert [entry.id for entry in storage.get_entries(KEY)] == [good.id]
-    assert not marker.exists()
-    assert storage.repository.get(names.entries, bad) is None  # dropped
+    storage.repository.set(names.entries, planted, payload, ttl_seconds=3600)
+    storage.repository.set(names.of_key(KEY), planted, b"", ttl_seconds=3600)
+    return planted
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+def test_a_planted_row_is_dropped_logged_once_and_the_lookup_goes_on(
+    planted_on: CacheRepository, planted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = StoreStorage(repository=planted_on, namespace=f"t-{uuid.uuid4().hex[:8]}")
+    good = _store(storage, b"good")
+    bad = _plant(storage, PLANTED[planted])
+    with caplog.at_level("WARNING"):
+        assert [entry.id for entry in storage.get_entries(KEY)] == [good.id]
+    unreadable_logged(caplog, "animedex_store.integrations.hishel", bad)
+    assert storage.repository.get(backends(storage.namespace).entries, bad) is None  # dropped
     assert _rows(storage) == {"entries": 1, "chunks": 0, "key": 1}
+
+
+def test_a_row_of_a_newer_format_is_skipped_and_kept(
+    planted_on: CacheRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fleet mid-upgrade: rows a later version wrote are neither served nor deleted, by lookups and by
+    reclaiming alike, and nothing is logged (they are not damaged)."""
+    storage = StoreStorage(repository=planted_on, namespace=f"t-{uuid.uuid4().hex[:8]}")
+    newer = _entry_row(format=hishel_rows.FORMAT + 1, deadline=0.0)  # expired long ago, by this version's reading
+    names = backends(storage.namespace)
+    kept = _plant(storage, newer)
+    expired = uuid.uuid4().hex
+    storage.repository.set(names.entries, expired, newer, ttl_seconds=0)  # reclaimable, if it were ours
+    with caplog.at_level("DEBUG", logger="animedex_store"):
+        assert storage.get_entries(KEY) == []
+        _store(storage, b"another", key="another")  # reclaims what it may
+    assert [record for record in caplog.records if record.name.startswith("animedex_store")] == []
+    assert storage.repository.get_many(names.entries, [kept]) == {kept: newer}
+    assert storage.repository.count(names.entries, include_expired=True) == 3  # both newer rows, and the new entry
 
 
 def test_max_size_evicts_entries_of_every_repository_sharing_the_store(engine_url: str, clock: FrozenClock) -> None:
@@ -421,7 +476,7 @@ def test_two_processes_share_one_postgresql_storage(open_sandbox: Callable[[str]
     code = """
 import httpx
 from hishel.httpx import CacheClient, CacheTransport
-from animedex_store.hishel import StoreStorage
+from animedex_store.integrations.hishel import StoreStorage
 
 url, body = sys.argv[1], sys.argv[2].encode()
 upstream = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
@@ -460,7 +515,7 @@ def test_a_1_gb_body_streams_through_in_bounded_memory(tmp_path: Path) -> None:
     code = """
 import resource
 from hishel import Headers, Request, Response
-from animedex_store.hishel import StoreStorage
+from animedex_store.integrations.hishel import StoreStorage
 
 GB, piece = 1024**3, bytes(range(256)) * 256  # 64 KiB, sent again and again
 
@@ -491,18 +546,151 @@ print(json.dumps({"written": written, "read": read, "grew_mb": peak_mb() - befor
     assert report["grew_mb"] <= 64, report
 
 
-def test_importing_the_package_needs_no_hishel(tmp_path: Path) -> None:
-    code = """
-sys.modules["hishel"] = None  # as if it were not installed
-import animedex_store, animedex_store.sqlite
-loaded = sorted(name for name in ("msgpack", "httpx", "anyio") if name in sys.modules)
-try:
-    import animedex_store.hishel
-    outcome = "imported"
-except ImportError as error:
-    outcome = str(error)
-print(json.dumps({"outcome": outcome, "loaded": loaded, "heavy": heavy_loaded()}))
-"""
-    report = run_fresh(code, cwd=tmp_path)
-    assert report["heavy"] == [] and report["loaded"] == []
-    assert "pip install 'animedex-store[hishel]'" in report["outcome"]
+# -- races: two storages on one database (two processes), one's step run inside the other's -------------
+@pytest.fixture
+def pair(engine_url: str, clock: FrozenClock) -> Iterator[tuple[StoreStorage, StoreStorage]]:
+    """Two storages of one namespace on two repositories of one database, on one clock."""
+    build_at_head(engine_url, SERVER_URLS)
+    with CacheRepository(engine_url, clock=clock) as one, CacheRepository(engine_url, clock=clock) as two:
+        yield StoreStorage(repository=one, namespace="raced"), StoreStorage(repository=two, namespace="raced")
+
+
+def _after_reading_entry(
+    monkeypatch: pytest.MonkeyPatch, storage: StoreStorage, entry_id: uuid.UUID, step: Callable[[], None]
+) -> None:
+    """Run ``step`` once, right after ``storage`` has read the row of ``entry_id`` (before it writes)."""
+    operations = storage.repository._ops
+    read = operations.get
+    names = backends(storage.namespace)
+
+    async def get(backend: str, signature: str) -> bytes | None:
+        found = await read(backend, signature)
+        if (backend, signature) == (names.entries, entry_id.hex):
+            monkeypatch.setattr(operations, "get", read)
+            step()
+        return found
+
+    monkeypatch.setattr(operations, "get", get)
+
+
+def _all_rows(storage: StoreStorage, key: str = KEY) -> dict[str, int]:
+    names = backends(storage.namespace)
+    count = storage.repository.count
+    return {kind: count(getattr(names, kind), include_expired=True) for kind in ("entries", "chunks", "removed")} | {
+        "key": count(names.of_key(key), include_expired=True)
+    }
+
+
+def test_a_tti_restart_never_brings_back_an_entry_removed_meanwhile(
+    pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, reader = pair
+    entry = _store(writer, BIG, tti=10)
+    clock.advance(6)  # past half the TTI: the reader's lookup restarts it
+    _after_reading_entry(monkeypatch, reader, entry.id, lambda: writer.remove_entry(entry.id))
+    reader.get_entries(KEY)  # read before the removal: it may still be served to this reader
+    assert writer.get_entries(KEY) == [] and reader.get_entries(KEY) == []
+    clock.advance(GRACE_SECONDS + 1)
+    _store(writer, b"next", key="another")  # reclaims the removed entry's chunks
+    assert _all_rows(writer) == {"entries": 1, "chunks": 0, "removed": 0, "key": 0}
+
+
+def test_a_header_update_never_leaves_a_removed_entry_behind(
+    pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry with no TTL nor TTI, removed while another process updates its headers: nothing of it
+    is left once the grace has passed (an entry row without its key row would never expire)."""
+    writer, updater = pair
+    entry = _store(writer, BIG, headers={"ETag": '"v1"'})
+    _after_reading_entry(monkeypatch, updater, entry.id, lambda: writer.remove_entry(entry.id))
+    updater.update_headers(entry.id, Headers({"ETag": '"v2"'}))
+    assert writer.get_entries(KEY) == []
+    clock.advance(GRACE_SECONDS + 1)
+    _store(writer, b"next", key="another")
+    assert _all_rows(writer) == {"entries": 1, "chunks": 0, "removed": 0, "key": 0}
+
+
+def _slow_upstream(
+    pieces: int, clock: FrozenClock, every: float, meanwhile: Callable[[int], object]
+) -> Iterator[bytes]:
+    """A chunk at once, then ``pieces`` pieces of 1 KiB, ``every`` seconds apart by ``clock``; before
+    each, ``meanwhile(number)`` (another process at work while this writer waits for its upstream)."""
+    yield BIG[:CHUNK_SIZE]
+    for number in range(pieces):
+        clock.advance(every)
+        meanwhile(number)
+        yield BIG[CHUNK_SIZE + number * 1024 : CHUNK_SIZE + (number + 1) * 1024]
+
+
+def test_a_slow_stream_keeps_its_claim(pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock) -> None:
+    """1 KiB every 60 s (256 KiB would take four hours): the writer renews its claim by the clock, so
+    the other process, storing meanwhile (and reclaiming what has lapsed), never takes its chunks."""
+    writer, other = pair
+    pieces = 10  # ten minutes, more than three grace periods
+
+    def meanwhile(number: int) -> None:
+        _store(other, b"meanwhile", key=f"other {number}")
+
+    response = Response(status_code=200, headers=Headers({}), stream=_slow_upstream(pieces, clock, 60, meanwhile))
+    assert _read(writer.create_entry(_request(), response, KEY)) == BIG[: CHUNK_SIZE + pieces * 1024]
+    (found,) = other.get_entries(KEY)
+    assert _read(found) == BIG[: CHUNK_SIZE + pieces * 1024]
+
+
+def test_a_writer_whose_claim_lapsed_stores_nothing(
+    pair: tuple[StoreStorage, StoreStorage], clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer silent for longer than the grace (its upstream stalled, the process suspended) loses its
+    claim to another process's reclaiming: it then stores nothing, rather than an entry whose chunks
+    are gone, and logs it once; its consumer still gets the whole body."""
+    writer, other = pair
+
+    def meanwhile(_number: int) -> None:
+        _store(other, b"meanwhile", key="other")  # the writer's claim has lapsed: reclaimed
+
+    response = Response(
+        status_code=200, headers=Headers({}), stream=_slow_upstream(1, clock, GRACE_SECONDS + 1, meanwhile)
+    )
+    with caplog.at_level("WARNING"):
+        body = _read(writer.create_entry(_request(), response, KEY))
+    assert body == BIG[: CHUNK_SIZE + 1024] and other.get_entries(KEY) == []
+    records = [record for record in caplog.records if record.name == "animedex_store.integrations.hishel"]
+    assert [record.levelname for record in records] == ["ERROR"] and "uncached" in records[0].getMessage()
+    clock.advance(1)
+    _store(other, b"later", key="later")
+    assert _all_rows(other)["chunks"] == 0
+
+
+def _statements_storing(storage: StoreStorage, monkeypatch: pytest.MonkeyPatch, key: str) -> int:
+    """How many statements storing one entry runs (its body an eighth of ``max_size``: the namespace
+    is measured too)."""
+    counted = [0]
+    connections = storage.repository._ops.db
+    for name in ("execute", "executemany", "fetchone", "fetchall"):
+        call = getattr(connections, name)
+
+        async def counting(*args: Any, _call: Any = call) -> Any:
+            counted[0] += 1
+            return await _call(*args)
+
+        monkeypatch.setattr(connections, name, counting)
+    assert storage.max_size is not None
+    _store(storage, bytes(storage.max_size // 8), key=key, ttl=3600)
+    monkeypatch.undo()
+    return counted[0]
+
+
+def test_storing_costs_the_same_statements_however_large_the_namespace(
+    repository: CacheRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reclaiming and measuring for ``max_size`` look at the namespace through indexes and sums: a
+    store in a namespace of 3,000 entries (three pages of listing) runs what it runs in one of 10."""
+    counts = []
+    for entries in (10, 3_000):
+        storage = StoreStorage(repository=repository, namespace=f"n{entries}", max_size=64 * CHUNK_SIZE)
+        names = backends(storage.namespace)
+        rows = {uuid.uuid4().hex: _entry_row(key=f"k{number}") for number in range(entries)}
+        repository.set_many(names.entries, rows, ttl_seconds=10**9)
+        counts.append(_statements_storing(storage, monkeypatch, "measured"))
+        assert repository.count(names.entries) == entries + 1  # measured, nothing evicted
+    assert counts[0] == counts[1], counts

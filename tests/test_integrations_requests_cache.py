@@ -1,6 +1,6 @@
-"""What requests-cache's own tests don't cover: namespaces, the planted pickle, TTLs and purging,
-reads chosen on the keys, ``copy`` of a requests-cache namespace between engines, the CLI listing,
-and importing the package without requests-cache."""
+"""What requests-cache's own tests don't cover: namespaces, planted rows (a pickle, bad input of every
+kind), TTLs and purging, reads chosen on the keys (``sorted`` by every key through an index), ``copy``
+of a requests-cache namespace between engines and the CLI listing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from cli_runner import cli_runner
-from fresh_interpreter import run_fresh
-from planted import planted_pickle
+from conftest import ENGINES
+from planted import DEEP_JSON, HUGE_JSON_NUMBER, NOT_TEXT, planted_pickle, truncated, unreadable_logged
 from requests_cache import CachedSession
 from requests_mock import Adapter
 
@@ -20,8 +20,8 @@ from animedex_store import CacheRepository
 from animedex_store.cli import cli
 from animedex_store.core.clock import FrozenClock
 from animedex_store.core.validation import KEY_MAX_LENGTH
+from animedex_store.integrations.requests_cache import DEFAULT_TTL_OFFSET, StoreCache, StoreDict, namespace
 from animedex_store.ops.copy import copy_store
-from animedex_store.requests_cache import DEFAULT_TTL_OFFSET, StoreCache, StoreDict, namespace
 
 URL = "http+mock://anime.example/media/1"
 BODY = b'{"id": 1, "title": "Cowboy Bebop"}'
@@ -224,17 +224,37 @@ def test_the_cli_lists_a_namespace_with_expiry_and_size(tmp_path: Path) -> None:
     assert timedelta(hours=1) < expires_at - datetime.now(timezone.utc) <= timedelta(hours=2, seconds=5)
 
 
-def test_importing_the_package_needs_no_requests_cache(tmp_path: Path) -> None:
-    code = """
-sys.modules["requests_cache"] = None  # as if it were not installed
-import animedex_store, animedex_store.sqlite
-try:
-    import animedex_store.requests_cache
-    outcome = "imported"
-except ImportError as error:
-    outcome = str(error)
-print(json.dumps({"outcome": outcome, "requests": "requests" in sys.modules, "heavy": heavy_loaded()}))
-"""
-    report = run_fresh(code, cwd=tmp_path)
-    assert report["heavy"] == [] and report["requests"] is False
-    assert "pip install 'animedex-store[requests-cache]'" in report["outcome"]
+#: A response as the default serializer writes it, to plant in pieces and with wrong fields.
+_WRITTEN = b'{"_content": "eyJhIjogMX0=", "created_at": "2026-01-01T00:00:00+00:00", "status_code": 200}'
+#: Rows the default serializer never writes: each reads as a miss, logged once, never raising.
+PLANTED = {
+    "a pickle": planted_pickle(Path("never-created")),
+    "100,000 nested arrays": DEEP_JSON,
+    "a number of 100,001 digits": b'{"status_code": ' + HUGE_JSON_NUMBER + b"}",
+    "a number too large for a float": _WRITTEN.replace(b"200", b"1e999"),
+    "a status of the wrong type": _WRITTEN.replace(b"200", b'"two hundred"'),
+    "a body of the wrong type": _WRITTEN.replace(b'"eyJhIjogMX0="', b"[1, 2]"),
+    "JSON that is not a response": b"[1, 2]",
+    "a response cut short": truncated(_WRITTEN),
+    "bytes that are not text": NOT_TEXT,
+}
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def planted_on(request: pytest.FixtureRequest, module_databases: Callable[[str], str]) -> Iterator[StoreCache]:
+    """A cache on one database of this module per engine, for the planted rows."""
+    with StoreCache("planted", module_databases(request.param)) as cache:
+        yield cache
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+def test_a_planted_row_is_a_miss_logged_once(
+    planted_on: StoreCache, planted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = planted_on
+    cache.repository.set(cache.responses.backend, planted, PLANTED[planted], ttl_seconds=3600)
+    with caplog.at_level("WARNING"):
+        assert cache.get_response(planted) is None
+    unreadable_logged(caplog, "animedex_store.integrations.requests_cache", planted)
+    invalid = [response.cache_key for response in cache.filter(valid=False, expired=False, invalid=True)]
+    assert planted in invalid  # filter(invalid=True) lists it as requests-cache's own backends do

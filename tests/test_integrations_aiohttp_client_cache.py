@@ -22,17 +22,18 @@ import attr  # noqa: E402
 import time_machine  # noqa: E402
 from aiohttp_client_cache import CacheBackend, CachedResponse, CachedSession  # noqa: E402
 from cli_runner import cli_runner  # noqa: E402
+from conftest import ENGINES  # noqa: E402
 from httpbin import app as httpbin_app  # noqa: E402
 from itsdangerous.exc import BadSignature  # noqa: E402
 from local_server import serving  # noqa: E402
-from planted import planted_pickle  # noqa: E402
+from planted import DEEP_JSON, HUGE_JSON_NUMBER, NOT_TEXT, planted_pickle, truncated, unreadable_logged  # noqa: E402
 
 from animedex_store import AsyncCacheRepository, CacheRepository  # noqa: E402
-from animedex_store import aiohttp_client_cache as adapter  # noqa: E402
-from animedex_store.aiohttp_client_cache import ResponseSerializer, StoreBackend, StoreCache, namespace  # noqa: E402
 from animedex_store.cli import cli  # noqa: E402
 from animedex_store.core.clock import FrozenClock  # noqa: E402
 from animedex_store.core.validation import KEY_MAX_LENGTH  # noqa: E402
+from animedex_store.integrations import aiohttp_client_cache as adapter  # noqa: E402
+from animedex_store.integrations.aiohttp_client_cache import ResponseSerializer, StoreBackend, StoreCache, namespace  # noqa: E402
 from animedex_store.ops.copy import copy_store  # noqa: E402
 
 T = TypeVar("T")
@@ -113,7 +114,7 @@ def test_a_planted_pickle_runs_no_code_unless_pickle_is_chosen(tmp_path: Path, e
             assert await backend.get_response("planted") is None  # unreadable: a miss, no code run
             assert not marker.exists()
             signed = StoreCache("shared", serializer="pickle", secret_key="s3cret", repository=backend.repository)
-            with pytest.raises(BadSignature):  # pickle chosen, and signed: an unsigned row is refused
+            with pytest.raises(BadSignature):  # pickle chosen, and signed: an unsigned row is refused, loudly
                 await signed.read("planted")
             assert not marker.exists()
             # The control: a reader that chose plain pickle does run it. The row really is a live pickle.
@@ -123,25 +124,45 @@ def test_a_planted_pickle_runs_no_code_unless_pickle_is_chosen(tmp_path: Path, e
     run(main())
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        b"not json",
-        b"[1, 2]",
-        b'"a string of JSON"',
-        b'{"response": {"method": "GET"}}\0',
-        b'{"response": {"status": "OK"}}',
-        b'{"value": 1',
-    ],
-)
-def test_rows_it_cannot_read_are_missing(tmp_path: Path, payload: bytes) -> None:
-    async def main() -> tuple[Any, list[Any]]:
-        async with AsyncCacheRepository(tmp_path / "http.sqlite") as repository:
-            cache = StoreCache("damaged", repository=repository)
-            await repository.set(cache.backend, "key", payload, ttl_seconds=60)
-            return await cache.read("key"), [value async for value in cache.values()]
+def _written() -> bytes:
+    """A response as :class:`ResponseSerializer` writes it, to plant in pieces and with wrong fields."""
+    return ResponseSerializer.dumps(response("https://anime.example/1", body=b'{"id": 1}'))
 
-    assert run(main()) == (None, [])
+
+#: Rows :class:`ResponseSerializer` never writes: each reads as a miss, logged once, never raising.
+PLANTED = {
+    "a pickle": planted_pickle(Path("never-created")),
+    "100,000 nested arrays": DEEP_JSON,
+    "a number of 100,001 digits": b'{"value": ' + HUGE_JSON_NUMBER + b"}",
+    "a number too large for a float": _written().replace(b'"status":200', b'"status":1e999'),
+    "a status of the wrong type": _written().replace(b'"status":200', b'"status":"OK"'),
+    "a body past the end": _written().replace(b'"_body":[0,9]', b'"_body":[0,99999]'),
+    "a value that is no redirect": b'{"value": [1, 2]}',
+    "JSON of neither": b"[1, 2]",
+    "a response cut short": truncated(_written()),
+    "a response missing fields": b'{"response": {"method": "GET"}}\0',
+    "bytes that are not text": NOT_TEXT,
+}
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def planted_on(request: pytest.FixtureRequest, module_databases: Callable[[str], str]) -> str:
+    """One database of this module per engine, for the planted rows."""
+    return module_databases(request.param)
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+def test_a_planted_row_is_a_miss_logged_once(planted_on: str, planted: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> tuple[Any, Any, list[Any]]:
+        async with StoreBackend("planted", planted_on) as backend:
+            await backend.repository.set(backend.responses.backend, planted, PLANTED[planted], ttl_seconds=60)
+            with caplog.at_level("WARNING"):
+                read = await backend.responses.read(planted)
+            unreadable_logged(caplog, "animedex_store.integrations.aiohttp_client_cache", planted)
+            values = await backend.responses.read_many([planted])
+            return read, await backend.get_response(planted), list(values)
+
+    assert run(main()) == (None, None, [])
 
 
 def test_rows_expire_with_their_responses(engine_url: str) -> None:
@@ -232,8 +253,8 @@ def test_the_serializer_is_chosen_and_checked(tmp_path: Path) -> None:
 def test_one_database_holds_every_adapter_and_animedex_apart(engine_url: str) -> None:
     """requests-cache, aiohttp-client-cache, CacheControl and animedex rows side by side: each reads
     its own, and clearing one namespace leaves the others."""
-    cachecontrol = pytest.importorskip("animedex_store.cachecontrol")
-    requests_cache = pytest.importorskip("animedex_store.requests_cache")
+    cachecontrol = pytest.importorskip("animedex_store.integrations.cachecontrol")
+    requests_cache = pytest.importorskip("animedex_store.integrations.requests_cache")
     with CacheRepository(engine_url) as sync_repository:
         rc = requests_cache.StoreDict("shared", repository=sync_repository)
         cc = cachecontrol.StoreCache(repository=sync_repository)
