@@ -19,8 +19,6 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / "_ext"))
 
-from public_api import integrations_landed  # noqa: E402 - docs/_ext is importable from here on
-
 project = "animedex-store"
 author = "animedex"
 copyright = "animedex"  # noqa: A001 - Sphinx's name
@@ -37,11 +35,6 @@ root_doc = "index"
 exclude_patterns = ["_build"]
 # Every cross-reference must resolve: a name that moved fails the build.
 nitpicky = True
-nitpick_ignore_regex: list[tuple[str, str]] = []
-if not integrations_landed():
-    # TODO(lead): before the integrations branch (issue 27) is merged, the integration pages name
-    # classes that do not exist yet; delete these lines with public_api.integrations_landed.
-    nitpick_ignore_regex.append((r"py:.*", r"animedex_store\.integrations(\..*)?"))
 
 # Options and commands are written with "--": never turn them into dashes.
 smartquotes = False

@@ -1,12 +1,12 @@
 """aiohttp-client-cache on animedex-store: aiohttp's HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
 
-```python
-from aiohttp_client_cache import CachedSession
-from animedex_store.integrations.aiohttp_client_cache import StoreBackend
+.. code-block:: python
 
-async with CachedSession(cache=StoreBackend("http_cache", "postgresql+psycopg://app@db/cache")) as session:
-    ...
-```
+    from aiohttp_client_cache import CachedSession
+    from animedex_store.integrations.aiohttp_client_cache import StoreBackend
+
+    async with CachedSession(cache=StoreBackend("http_cache", "postgresql+psycopg://app@db/cache")) as session:
+        ...
 
 :class:`StoreBackend` is aiohttp-client-cache's ``CacheBackend`` on an
 :class:`~animedex_store.AsyncCacheRepository`, so storage never blocks the
@@ -37,6 +37,7 @@ How its data maps onto rows:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from http.cookies import Morsel, SimpleCookie
@@ -62,7 +63,7 @@ from .shared import AsyncOwner, is_storable_key, log_unreadable, row_ttl
 
 __all__ = ["StoreBackend", "StoreCache", "ResponseSerializer", "UnreadableRow", "namespace"]
 
-logger = shared.integration_logger(__name__)
+logger = logging.getLogger(__name__)  # every failure this integration swallows is logged here, once
 
 #: Rows read per query when many are read (``values``, pruning redirects).
 _PAGE = 512

@@ -1,12 +1,12 @@
 """CacheControl on animedex-store: a ``requests`` session's HTTP cache in SQLite, PostgreSQL or MariaDB.
 
-```python
-import requests
-from cachecontrol import CacheControl
-from animedex_store.integrations.cachecontrol import StoreCache
+.. code-block:: python
 
-session = CacheControl(requests.Session(), cache=StoreCache("postgresql+psycopg://app@db/cache"))
-```
+    import requests
+    from cachecontrol import CacheControl
+    from animedex_store.integrations.cachecontrol import StoreCache
+
+    session = CacheControl(requests.Session(), cache=StoreCache("postgresql+psycopg://app@db/cache"))
 
 :class:`StoreCache` is CacheControl's ``SeparateBodyBaseCache`` on a
 :class:`~animedex_store.CacheRepository`. CacheControl is an optional dependency
@@ -37,6 +37,7 @@ else as missing, logged on ``animedex_store.integrations.cachecontrol``.
 from __future__ import annotations
 
 import io
+import logging
 from datetime import datetime
 from typing import IO
 
@@ -53,12 +54,11 @@ from ..core.clock import epoch_seconds, utc_datetime
 from ..core.validation import MAX_TTL_SECONDS
 from ..fastpath.targets import Target
 from ..repository import CacheRepository
-from . import shared
 from .shared import Backends, Owner, fitted_key, log_unreadable, row_ttl
 
 __all__ = ["StoreCache", "backends", "signature"]
 
-logger = shared.integration_logger(__name__)
+logger = logging.getLogger(__name__)  # every failure this integration swallows is logged here, once
 #: The format of CacheControl's metadata that :func:`check_metadata` knows (its serializer's ``cc=4``).
 _FORMAT = b"cc=4,"
 #: The fields of a response in that format, and the types CacheControl writes them with.

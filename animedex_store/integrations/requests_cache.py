@@ -1,11 +1,11 @@
 """requests-cache on animedex-store: its HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
 
-```python
-from requests_cache import CachedSession
-from animedex_store.integrations.requests_cache import StoreCache
+.. code-block:: python
 
-session = CachedSession(backend=StoreCache("http_cache", "postgresql+psycopg://app@db/cache"), expire_after=3600)
-```
+    from requests_cache import CachedSession
+    from animedex_store.integrations.requests_cache import StoreCache
+
+    session = CachedSession(backend=StoreCache("http_cache", "postgresql+psycopg://app@db/cache"), expire_after=3600)
 
 Everything a :class:`~animedex_store.CacheRepository` does holds here: the
 target opens (and migrates) as a repository does, keys compare exactly on every
@@ -35,6 +35,7 @@ How requests-cache's data maps onto rows:
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,7 +59,7 @@ from .shared import Owner, is_storable_key, log_unreadable, row_ttl
 
 __all__ = ["StoreCache", "StoreDict", "namespace", "DEFAULT_TTL_OFFSET"]
 
-logger = shared.integration_logger(__name__)
+logger = logging.getLogger(__name__)  # every failure this integration swallows is logged here, once
 
 #: Seconds a stored response stays readable after its ``expires`` (requests-cache's Redis default).
 DEFAULT_TTL_OFFSET = 3600

@@ -39,7 +39,6 @@ __all__ = [
     "row_ttl",
     "redirect_targets",
     "dangling_redirects",
-    "integration_logger",
     "log_unreadable",
     "log_swallowed",
     "operations",
@@ -257,13 +256,6 @@ def dangling_redirects(redirects: Mapping[str, object], present: frozenset[str])
 
 
 # -- logging what is swallowed -------------------------------------------------------------------------
-def integration_logger(module: str) -> logging.Logger:
-    """The logger of the integration ``module`` (``animedex_store.integrations.<name>``, its package
-    for hishel's modules): every failure it swallows is logged there, once."""
-    parts = module.split(".")
-    return logging.getLogger(".".join(parts[:3]))
-
-
 def log_unreadable(logger: logging.Logger, backend: str, signature: str, error: BaseException) -> None:
     """A row the integration cannot read (planted, damaged, or deeper, bigger or stranger than any it
     writes), which it then treats as missing: a warning naming the row and why, once per read."""

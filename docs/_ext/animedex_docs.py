@@ -123,18 +123,8 @@ def package_entries() -> list[str]:
 
 
 def integration_entries() -> list[str]:
-    modules = integration_modules()
-    if not modules:  # TODO(lead): only before the integrations branch is merged; delete then.
-        return [
-            ".. note::",
-            "",
-            "   TODO(lead): ``animedex_store/integrations/`` does not exist on this branch yet (issue 27",
-            "   moves the integrations there); every public class of every integration is listed here",
-            "   once it does.",
-            "",
-        ]
     lines: list[str] = []
-    for module in modules:
+    for module in integration_modules():
         lines += [f".. automodule:: {module}", "   :no-members:", ""]
         lines += class_entries(module, public_classes(module))
     return lines

@@ -108,7 +108,7 @@ def is_member(node: Any, target: str) -> bool:
 
 def is_internal(target: str) -> bool:
     """A name of the package that the reference does not document (see the module's docstring)."""
-    if target.startswith("animedex_store."):
+    if target == "animedex_store" or target.startswith("animedex_store."):
         return exists(target)
     if "." in target or not target.isidentifier():
         return False

@@ -27,19 +27,8 @@ REPOSITORIES = ("CacheRepository", "AsyncCacheRepository")
 ROLE = re.compile(r":[\w:]+:`~?([^`<]+?)(?:\s*<[^>]*>)?`")
 
 
-def integrations_landed() -> bool:
-    """Whether ``animedex_store/integrations/`` exists (issue 27 moves the integrations there).
-
-    TODO(lead): once the integrations branch is merged this is always true; delete this function
-    and the places that ask it (``docs/conf.py``, ``animedex_docs.integration_entries``).
-    """
-    return INTEGRATIONS.is_dir()
-
-
 def integration_modules() -> list[str]:
     """The dotted names of the integration modules (or packages) in ``animedex_store/integrations/``."""
-    if not integrations_landed():
-        return []
     names = {path.stem for path in INTEGRATIONS.glob("*.py")}
     names |= {path.parent.name for path in INTEGRATIONS.glob("*/__init__.py")}
     public = sorted(name for name in names if name not in NOT_AN_INTEGRATION and not name.startswith("_"))

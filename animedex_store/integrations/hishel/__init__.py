@@ -1,11 +1,11 @@
 """hishel 2.0 on animedex-store: hishel's HTTP cache in SQLite, PostgreSQL or MariaDB/MySQL.
 
-```python
-import hishel.httpx
-from animedex_store.integrations.hishel import StoreStorage
+.. code-block:: python
 
-client = hishel.httpx.CacheClient(storage=StoreStorage("postgresql+psycopg://app@db/cache"))
-```
+    import hishel.httpx
+    from animedex_store.integrations.hishel import StoreStorage
+
+    client = hishel.httpx.CacheClient(storage=StoreStorage("postgresql+psycopg://app@db/cache"))
 
 :class:`StoreStorage` is a hishel ``BaseStorage`` on a :class:`~animedex_store.CacheRepository`,
 :class:`AsyncStoreStorage` an ``AsyncBaseStorage`` on an

@@ -11,13 +11,14 @@ restarts its TTI or a client that updates its headers.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TYPE_CHECKING
 
 from ...core.response import StoredKey
 from ...errors import StoreError
 from ...rules.operations import KeyListing, Operations, key_query
-from ..shared import Repository, integration_logger, log_swallowed, log_unreadable, operations, row_ttl
+from ..shared import Repository, log_swallowed, log_unreadable, operations, row_ttl
 from .rows import (
     CHUNK_SIZE,
     GRACE_SECONDS,
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Store", "Body", "RECLAIM_BATCH", "logger"]
 
-logger = integration_logger(__name__)
+# One logger for the package's modules: every failure the hishel integration swallows is logged here, once.
+logger = logging.getLogger("animedex_store.integrations.hishel")
 
 #: Entries reclaimed per kind and pass (expired, removed, or left by a writer whose claim lapsed).
 RECLAIM_BATCH = 100
