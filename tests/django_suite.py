@@ -136,9 +136,10 @@ def expected_tests(*classes: str) -> set[str]:
     """The test methods of ``classes`` of Django's ``tests/cache/tests.py`` (inherited ones included
     when a class named after it is listed too), read from the source: what a run must report."""
     source = peer_tests("django", RELEASE, marker=_MARKER, env_var=SDIST_ENV_VAR) / _MARKER
-    classes = [node for node in ast.parse(source.read_text(encoding="utf-8")).body if isinstance(node, ast.ClassDef)]
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     methods = {
         node.name: {item.name for item in node.body if isinstance(item, ast.FunctionDef) and item.name[:4] == "test"}
-        for node in classes
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
     }
     return set().union(*(methods[name] for name in classes))
