@@ -138,7 +138,11 @@ def expected_tests(*classes: str) -> set[str]:
     source = peer_tests("django", RELEASE, marker=_MARKER, env_var=SDIST_ENV_VAR) / _MARKER
     tree = ast.parse(source.read_text(encoding="utf-8"))
     methods = {
-        node.name: {item.name for item in node.body if isinstance(item, ast.FunctionDef) and item.name[:4] == "test"}
+        node.name: {
+            item.name
+            for item in node.body
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name[:4] == "test"
+        }
         for node in tree.body
         if isinstance(node, ast.ClassDef)
     }
