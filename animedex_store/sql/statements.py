@@ -19,7 +19,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
@@ -109,9 +109,10 @@ def _on_conflict_update(
     dialect: Dialect,
     values: dict[str, BindParameter[Any]],
     replaced: Sequence[str],
-    where: ColumnElement[bool] | None = None,
+    where: Callable[[Any], ColumnElement[bool]] | None = None,
 ) -> ClauseElement:
-    """PostgreSQL/SQLite: ``INSERT ... ON CONFLICT (primary key) DO UPDATE SET replaced [WHERE where]``."""
+    """PostgreSQL/SQLite: ``INSERT ... ON CONFLICT (primary key) DO UPDATE SET replaced [WHERE where]``;
+    ``where(excluded)`` builds the condition from the row that was to be inserted."""
     if dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"animedex-store does not support the {dialect.name} dialect")
     # PostgreSQL's and SQLite's insert() spell ON CONFLICT alike.
@@ -120,7 +121,7 @@ def _on_conflict_update(
     upsert: ClauseElement = statement.on_conflict_do_update(
         index_elements=list(table.primary_key.columns),
         set_={name: statement.excluded[name] for name in replaced},
-        where=where,
+        where=None if where is None else where(statement.excluded),
     )
     return upsert
 
@@ -142,7 +143,7 @@ def _claim(dialect: Dialect) -> ClauseElement:
 
         # IGNORE would also turn bad data into warnings; every value here was checked before.
         return insert(_locks).values(values).prefix_with("IGNORE")
-    return _on_conflict_update(_locks, dialect, values, ("holder", "lease_until"), where=_lease_ended)
+    return _on_conflict_update(_locks, dialect, values, ("holder", "lease_until"), where=lambda _excluded: _lease_ended)
 
 
 def _take_over() -> ClauseElement:
@@ -187,7 +188,7 @@ def _insert_missing(dialect: Dialect) -> ClauseElement:
 
         # IGNORE would also turn bad data into warnings; every value here was checked before.
         return insert(_rows).values(values).prefix_with("IGNORE")
-    return _on_conflict_update(_rows, dialect, values, VALUE_NAMES[2:], where=_expired_at_write)
+    return _on_conflict_update(_rows, dialect, values, VALUE_NAMES[2:], where=lambda _excluded: _expired_at_write)
 
 
 def _replace_expired() -> ClauseElement:
