@@ -10,12 +10,14 @@ import logging
 import os
 import pickle
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache.backends.base import BaseCache  # noqa: I001 - the optional library, after ours
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from reliability import context, run_children
 from rowdump import dump_rows, plain_engine
@@ -91,23 +93,28 @@ def test_culling_at_100000_entries_counts_rarely(engine_url: str) -> None:
         for i in range(20):
             cache.set(f"single{i}", i, 7_200)  # the 11th reaches 100,000
         assert log.counts() == 2  # the first write's, and the one at 100,000
-        assert repository.count("django", include_expired=True) == 100_000 - 100_000 // 3 + 10
         # Expired rows and the rows closest to expiry went first: the later, longer-lived ones stay.
         assert all(cache.has_key(f"single{i}") for i in range(20))
-        writes_before = len(log.sql)
+        statements = len(log.sql)
         for i in range(1_000):
             cache.set(f"more{i}", i, 7_200)
         assert log.counts() == 2  # the room left after the cull is far from used up
-        assert len(log.sql) - writes_before == 1_000 + 1  # one statement a write, and a purge
+        assert len(log.sql) - statements == 1_000 + 1  # one statement a write, and a purge
+        assert repository.count("django", include_expired=True) == 100_000 - 100_000 // 3 + 10 + 1_000
 
 
-@pytest.mark.parametrize(("frequency", "left"), [(3, 29), (0, 19), (2, 24)])
-def test_culling_reaching_max_entries_as_locmem(engine_url: str, frequency: int, left: int) -> None:
-    """Django's own culling test, and another frequency: 49 writes, MAX_ENTRIES 30."""
-    cache = cache_on(engine_url, MAX_ENTRIES=30, CULL_FREQUENCY=frequency)
-    for i in range(1, 50):
-        cache.set(f"cull{i}", "value", 1_000)
-    assert sum(cache.has_key(f"cull{i}") for i in range(1, 50)) == left
+@pytest.mark.parametrize("frequency", [3, 0, 2, 1])
+@pytest.mark.parametrize("max_entries", [30, 7])
+def test_culling_reaching_max_entries_as_locmem(engine_url: str, frequency: int, max_entries: int) -> None:
+    """Django's own culling test (MAX_ENTRIES 30, CULL_FREQUENCY 3 and 0) and others: as many entries are
+    left as Django's LocMemCache leaves."""
+    options = {"MAX_ENTRIES": max_entries, "CULL_FREQUENCY": frequency}
+    caches = [cache_on(engine_url, **options), LocMemCache(f"cull-{uuid.uuid4()}", {"OPTIONS": options})]
+    for cache in caches:
+        for i in range(1, 50):
+            cache.set(f"cull{i}", "value", 1_000)
+    ours, locmem = (sum(cache.has_key(f"cull{i}") for i in range(1, 50)) for cache in caches)
+    assert ours == locmem
 
 
 def test_culling_removes_expired_rows_before_live_ones(engine_url: str, frozen_clock: FrozenClock) -> None:

@@ -631,7 +631,7 @@ class _Census:
                 self._count_in = math.ceil(room / self._rate)
                 self._written = 0
             self._written += adding
-            self._purge_in = PURGE_EVERY_WRITES
+            self._purge_in = PURGE_EVERY_WRITES - adding
             self._busy = False
 
     def forget(self) -> None:
