@@ -320,6 +320,7 @@ print(json.dumps(heavy_loaded()))
 ADAPTERS = [
     ("animedex_store.aiohttp_client_cache", "aiohttp_client_cache", "aiohttp-client-cache"),
     ("animedex_store.cachecontrol", "cachecontrol", "cachecontrol"),
+    ("animedex_store.integrations.django", "django", "django"),
 ]
 
 
@@ -332,7 +333,7 @@ def test_an_http_cache_adapter_needs_its_library_only_when_imported(
     code = f"""
 sys.modules[{library!r}] = None  # as if it were not installed
 import animedex_store, animedex_store.sqlite
-web = ("aiohttp", "aiohttp_client_cache", "cachecontrol", "requests", "msgpack", "yarl")
+web = ("aiohttp", "aiohttp_client_cache", "cachecontrol", "requests", "msgpack", "yarl", "django", "asgiref")
 loaded = sorted(name for name in web if sys.modules.get(name) is not None)
 heavy = heavy_loaded()
 try:
@@ -345,3 +346,15 @@ print(json.dumps({{"outcome": outcome, "loaded": loaded, "heavy": heavy}}))
     report = run_fresh(code, cwd=tmp_path)
     assert report == {"outcome": report["outcome"], "loaded": [], "heavy": []}
     assert f"pip install 'animedex-store[{extra}]'" in report["outcome"]
+
+
+def test_the_package_and_its_integrations_folder_load_no_django(tmp_path: Path) -> None:
+    """With Django installed, importing the package (and the folder of integrations) loads none of it:
+    only ``animedex_store.integrations.django`` does."""
+    code = """
+import animedex_store, animedex_store.sqlite, animedex_store.testing, animedex_store.integrations
+before = sorted(name for name in ("django", "asgiref") if name in sys.modules)
+import animedex_store.integrations.django
+print(json.dumps([before, "django" in sys.modules]))
+"""
+    assert run_fresh(code, cwd=tmp_path) == [[], True]
