@@ -693,30 +693,33 @@ class _Store:
 
     def blocking(self) -> _Rows:
         """The sync side's repository (as :class:`_Rows`), opened if it is not."""
-        rows = self._blocking
-        if rows is None:
-            with self._lock:
-                if self._blocking is None:
-                    if not self._owned:
-                        raise TypeError("this StoreCache was given async_repository= only: pass repository= too")
-                    self._repository = CacheRepository(self._target, compression=self._compression)
-                    self._blocking = _Blocking(self._repository)
-                rows = self._blocking
+        rows = self._blocking or self._open("_blocking", self._open_blocking, "async_repository=", "repository=")
         return cast(_Rows, rows)
 
     def awaiting(self) -> _Rows:
         """The async side's repository (it opens on its first call)."""
-        repository = self._async_repository
-        if repository is None:
-            with self._lock:
-                if self._async_repository is None:
-                    if not self._owned:
-                        raise TypeError("this StoreCache was given repository= only: pass async_repository= too")
-                    self._async_repository = AsyncCacheRepository(
-                        self._target, compression=self._compression, max_connections=self._max_connections
-                    )
-                repository = self._async_repository
+        repository = self._async_repository or self._open(
+            "_async_repository", self._new_async_repository, "repository=", "async_repository="
+        )
         return cast(_Rows, repository)
+
+    def _open(self, side: str, make: Callable[[], Any], given: str, wanted: str) -> Any:
+        """The side ``side`` (an attribute), made with ``make`` once, under the lock, when owned."""
+        with self._lock:
+            made = getattr(self, side)
+            if made is None:
+                if not self._owned:
+                    raise TypeError(f"this StoreCache was given {given} only: pass {wanted} too")
+                made = make()
+                setattr(self, side, made)
+            return made
+
+    def _open_blocking(self) -> _Blocking:
+        self._repository = CacheRepository(self._target, compression=self._compression)
+        return _Blocking(self._repository)
+
+    def _new_async_repository(self) -> AsyncCacheRepository:
+        return AsyncCacheRepository(self._target, compression=self._compression, max_connections=self._max_connections)
 
     def census(self, namespace: str) -> _Census:
         with self._lock:
@@ -775,4 +778,11 @@ def close_repositories() -> None:
         store.close()
 
 
-atexit.register(close_repositories)
+def _close_at_exit() -> None:
+    try:
+        close_repositories()
+    except Exception:  # a server gone first: nothing left to give back, and nobody to tell but the log
+        logger.warning("closing the Django cache's repositories at exit failed", exc_info=True)
+
+
+atexit.register(_close_at_exit)
