@@ -160,60 +160,50 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where Dj
             raise ImproperlyConfigured("StoreCache takes a LOCATION (and its OPTIONS) or repository=, not both")
         else:
             self._store = Store(None, repository=repository, async_repository=async_repository)
-        self._sync: Operations | None = None
-        self._async: Operations | None = None
-
-    def _operations(self) -> Operations:
-        operations = self._sync
-        if operations is None:
-            store = self._store
-            operations = self._sync = Operations(self, store.blocking, store.census(self.namespace), store.name)
-        return operations
-
-    def _async_operations(self) -> Operations:
-        operations = self._async
-        if operations is None:
-            store = self._store
-            operations = self._async = Operations(self, store.awaiting, store.census(self.namespace), store.name)
-        return operations
+        store = self._store
+        census = store.census(self.namespace)
+        # The operations of each side: the sync methods' on the store's CacheRepository, the async
+        # ones' on its AsyncCacheRepository, each opened on first use.
+        self._sync = Operations(self, store.blocking, census, store.name)
+        self._async = Operations(self, store.awaiting, census, store.name)
 
     # -- the sync API: each runs its operation to the end with run_blocking ------------------------
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """The value stored for ``key``, or ``default`` (missing, expired, or unreadable: logged)."""
-        return run_blocking(self._operations().get(key, default, version))
+        return run_blocking(self._sync.get(key, default, version))
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         """``{key: value}`` of the ``keys`` stored, in one query per 512 keys."""
-        return run_blocking(self._operations().get_many(keys, version))
+        return run_blocking(self._sync.get_many(keys, version))
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         """Whether a live entry is stored for ``key`` (its value is not read)."""
-        return run_blocking(self._operations().has_key(key, version))
+        return run_blocking(self._sync.has_key(key, version))
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         """Store ``value`` for ``timeout`` seconds (``None``: for ever; 0 or less: expired at once)."""
-        run_blocking(self._operations().set(key, value, timeout, version))
+        run_blocking(self._sync.set(key, value, timeout, version))
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         """Store ``value`` only if no live entry is stored for ``key``; ``True`` if stored. Atomic: of
         several processes adding one key at once, one stores it."""
-        return run_blocking(self._operations().add(key, value, timeout, version))
+        return run_blocking(self._sync.add(key, value, timeout, version))
 
     def set_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
         """Store every item in one transaction; returns the keys that failed: none (or the call raises)."""
-        return run_blocking(self._operations().set_many(data, timeout, version))
+        return run_blocking(self._sync.set_many(data, timeout, version))
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         """Give a live entry a new ``timeout`` from now; ``True`` if there was one."""
-        return run_blocking(self._operations().touch(key, timeout, version))
+        return run_blocking(self._sync.touch(key, timeout, version))
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         """Add ``delta`` to the value stored for ``key`` and return the sum, atomically (a compare-and-swap:
         increments of several processes at once all count); its expiry is kept. ``ValueError`` when no
         live, readable entry is stored."""
-        return run_blocking(self._operations().incr(key, delta, version))
+        return run_blocking(self._sync.incr(key, delta, version))
 
     def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
         """The value stored for ``key``, else ``default`` stored (as ``add`` would) and returned. A
@@ -221,54 +211,54 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where Dj
         its value."""
         if not callable(default):
             return super().get_or_set(key, default, timeout=timeout, version=version)
-        return run_blocking(self._operations().get_or_set(key, default, timeout, version))
+        return run_blocking(self._sync.get_or_set(key, default, timeout, version))
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         """Delete ``key``'s entry; ``True`` if one was stored (expired or not)."""
-        return run_blocking(self._operations().delete(key, version))
+        return run_blocking(self._sync.delete(key, version))
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """Delete the entries of ``keys``, in one statement per 512 keys."""
-        run_blocking(self._operations().delete_many(keys, version))
+        run_blocking(self._sync.delete_many(keys, version))
 
     def clear(self) -> None:
         """Delete every entry of this cache's namespace (and only of it)."""
-        run_blocking(self._operations().clear())
+        run_blocking(self._sync.clear())
 
     # -- the async API: the same operations, awaited on AsyncCacheRepository ----------------------
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """:meth:`get`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().get(key, default, version)
+        return await self._async.get(key, default, version)
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         """:meth:`get_many`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().get_many(keys, version)
+        return await self._async.get_many(keys, version)
 
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
         """:meth:`has_key`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().has_key(key, version)
+        return await self._async.has_key(key, version)
 
     async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         """:meth:`set`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        await self._async_operations().set(key, value, timeout, version)
+        await self._async.set(key, value, timeout, version)
 
     async def aadd(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         """:meth:`add`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().add(key, value, timeout, version)
+        return await self._async.add(key, value, timeout, version)
 
     async def aset_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
         """:meth:`set_many`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().set_many(data, timeout, version)
+        return await self._async.set_many(data, timeout, version)
 
     async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         """:meth:`touch`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().touch(key, timeout, version)
+        return await self._async.touch(key, timeout, version)
 
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         """:meth:`incr`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().incr(key, delta, version)
+        return await self._async.incr(key, delta, version)
 
     async def aget_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
@@ -277,19 +267,19 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where Dj
         called on the event loop, as Django's own ``aget_or_set`` calls it)."""
         if not callable(default):
             return await super().aget_or_set(key, default, timeout=timeout, version=version)
-        return await self._async_operations().get_or_set(key, default, timeout, version)
+        return await self._async.get_or_set(key, default, timeout, version)
 
     async def adelete(self, key: Any, version: int | None = None) -> bool:
         """:meth:`delete`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        return await self._async_operations().delete(key, version)
+        return await self._async.delete(key, version)
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """:meth:`delete_many`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        await self._async_operations().delete_many(keys, version)
+        await self._async.delete_many(keys, version)
 
     async def aclear(self) -> None:
         """:meth:`clear`, on :class:`~animedex_store.AsyncCacheRepository`."""
-        await self._async_operations().clear()
+        await self._async.clear()
 
     # ``decr``/``adecr``, ``incr_version``/``decr_version`` and their async twins are BaseCache's: they
     # call the methods above (so the async ones stay on the event loop). ``close``/``aclose``:
