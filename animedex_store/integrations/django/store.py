@@ -1,9 +1,9 @@
 """Owning or borrowing repositories, namespaces, unreadable rows: what the integrations share.
 
-PRIVATE, and provisional: :mod:`animedex_store.integrations.shared` is to hold these rules for every
-integration; when it lands, this module gives way to it (the Django-specific parts, :class:`Rows`,
-:class:`BlockingRows` and the censuses a :class:`Store` keeps, stay with the backend). Part of
-:mod:`animedex_store.integrations.django`; not public API.
+PRIVATE, and provisional: the family's shared module (``integrations/shared.py``) is to hold these
+rules for every integration; when it lands, this module gives way to it (the Django-specific parts,
+:class:`Rows`, :class:`BlockingRows` and the censuses a :class:`Store` keeps, stay with the backend).
+Part of :mod:`animedex_store.integrations.django`; not public API.
 """
 
 from __future__ import annotations
