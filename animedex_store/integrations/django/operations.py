@@ -8,15 +8,14 @@ methods) and awaits it over an :class:`~animedex_store.AsyncCacheRepository` (it
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from ...core.http_caches import ttl_reaching
-from ...core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS
+from ...core.http_caches import fitted_key, ttl_reaching
+from ...core.validation import MAX_TTL_SECONDS
 from ...errors import FetchTimeoutError
 from .census import Census
 from .store import Rows, log_unreadable, logger
@@ -33,13 +32,19 @@ def signature(key: str) -> str:
     """The row signature of a Django cache key (``make_key``'s result): the key itself, or
     ``sha256:<hex>`` of it when it is longer than a row's key, starts with ``sha256:``, or holds a NUL
     or a lone surrogate (which PostgreSQL's text refuses)."""
-    if len(key) <= KEY_MAX_LENGTH and not key.startswith(_HASHED) and "\x00" not in key:
-        if key.isascii():
-            return key
-        with contextlib.suppress(UnicodeEncodeError):
-            key.encode("utf-8")
-            return key
-    return _HASHED + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    if "\x00" in key or not (key.isascii() or _utf8(key)):
+        # Hashed, as fitted_key hashes every key starting with the prefix; such a key is unfit too, so
+        # it never meets a fit key, spelled out or hashed.
+        key = _HASHED + key
+    return fitted_key(key, _HASHED)
+
+
+def _utf8(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def dump(value: Any) -> bytes:
