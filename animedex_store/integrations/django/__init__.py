@@ -1,20 +1,33 @@
 """Django's cache framework on animedex-store: a cache backend in SQLite, PostgreSQL or MariaDB/MySQL.
 
 ```python
-CACHES = {
+CACHES = {  # a SQLite file
     "default": {
         "BACKEND": "animedex_store.integrations.django.StoreCache",
-        "LOCATION": "postgresql+psycopg://app@db/cache",  # a SQLite path, a database URL; "" = the default cache file
+        "LOCATION": "/var/cache/mysite/django-cache.sqlite",  # "" (or none): the default cache file
         "TIMEOUT": 300,
-        "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 3, "namespace": "django"},
+        "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 3},
     },
-    "sessions": {  # a second cache in the same database: a namespace of its own
+}
+CACHE_DATABASE = "postgresql+psycopg://app@db/mysite?options=-csearch_path%3Dcache"  # a schema of its own
+CACHES = {  # PostgreSQL: two caches in one database, a namespace each
+    "default": {
         "BACKEND": "animedex_store.integrations.django.StoreCache",
-        "LOCATION": "postgresql+psycopg://app@db/cache",
-        "OPTIONS": {"namespace": "sessions", "MAX_ENTRIES": 1_000_000},
+        "LOCATION": CACHE_DATABASE,
+        "OPTIONS": {"MAX_ENTRIES": 1_000_000, "namespace": "django"},
+    },
+    "sessions": {
+        "BACKEND": "animedex_store.integrations.django.StoreCache",
+        "LOCATION": CACHE_DATABASE,
+        "OPTIONS": {"MAX_ENTRIES": 10_000_000, "namespace": "sessions"},
     },
 }
 ```
+
+``LOCATION`` is anything :class:`~animedex_store.CacheRepository` takes, and the
+database must be animedex-store's own: a repository refuses one holding tables
+it did not create (Django's, for one), so give it a SQLite file, a PostgreSQL
+schema (``search_path`` as above) or a MariaDB database of its own.
 
 :class:`StoreCache` is a ``django.core.cache.backends.base.BaseCache`` with
 Django's semantics throughout (``TIMEOUT``, ``KEY_PREFIX``, ``VERSION``,
@@ -63,8 +76,8 @@ How it differs from Django's ``DatabaseCache``:
   hundredth of ``MAX_ENTRIES``). A namespace written by several processes can
   so go over ``MAX_ENTRIES`` by what the others wrote since a process last
   counted.
-* Expired rows are removed: every :data:`PURGE_EVERY_WRITES` writes of a
-  process, its namespace's expired rows are deleted (through the
+* Expired rows are removed: once in every :data:`PURGE_EVERY_WRITES` rows a
+  process writes, its namespace's expired rows are deleted (through the
   ``(backend, expires_at)`` index). ``DatabaseCache`` removes them only when
   culling, or when ``get_many`` reads them.
 * ``get_or_set`` with a callable default calls it once per key across threads,
