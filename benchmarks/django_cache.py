@@ -16,10 +16,12 @@ size; ``DatabaseCache`` counts its table on each (``SELECT COUNT(*)``), we do no
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import pickle
 import random
+import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,30 +61,51 @@ def run(settings: Settings, workdir: Path) -> list[Result | Skipped]:
     except ImportError:
         return [Skipped("Django cache get/set", "Django is not installed ([bench])")]
     sizes = QUICK_SIZES if settings.quick else SIZES
-    results: list[Result | Skipped] = []
-    with contextlib.ExitStack() as stack:
-        ours: dict[str, str] = {}  # per engine, our LOCATION
-        theirs: dict[str, str] = {}  # ... and where Django's table goes
-        for name, url in _ENGINES.items():
-            if url is None:
-                ours[name], theirs[name] = str(workdir / "store-cache.sqlite"), str(workdir / "database-cache.sqlite")
-                continue
-            try:
-                ours[name], theirs[name] = stack.enter_context(sandbox(url)), stack.enter_context(sandbox(url))
-            except ConnectionFailedError as exc:
-                results.append(Skipped(f"Django cache on {name}", " ".join(str(exc).split())))
-        _configure_django(theirs)
-        try:
-            for name, location in ours.items():
-                results += _one_engine(name, location, sizes, settings)
-        finally:
-            from django.db import connections
+    ours, skipped = _databases()
+    results: list[Result | Skipped] = list(skipped)
+    try:
+        for name, location in ours.items():
+            results += _one_engine(name, location, sizes, settings)
+    finally:
+        from django.db import connections
 
-            from animedex_store.integrations.django import close_repositories
+        from animedex_store.integrations.django import close_repositories
 
-            connections.close_all()  # before the sandboxes are dropped
-            close_repositories()
+        connections.close_all()
+        close_repositories()
     return results
+
+
+#: What the first run of this process set up (Django can be configured once): our LOCATION per engine,
+#: the engines skipped, and what to close at exit (Django's connections, then the databases).
+_SET_UP: list[tuple[dict[str, str], list[Skipped]]] = []
+_AT_EXIT = contextlib.ExitStack()
+
+
+def _databases() -> tuple[dict[str, str], list[Skipped]]:
+    """Per engine, our LOCATION (Django configured with its own database beside it), made on the first
+    run of the process and kept for the others (``--runs``), removed at exit."""
+    if _SET_UP:
+        return _SET_UP[0]
+    atexit.register(_AT_EXIT.close)
+    folder = Path(_AT_EXIT.enter_context(tempfile.TemporaryDirectory(prefix="animedex-bench-django-")))
+    ours: dict[str, str] = {}
+    theirs: dict[str, str] = {}  # where Django's table goes
+    skipped = []
+    for name, url in _ENGINES.items():
+        if url is None:
+            ours[name], theirs[name] = str(folder / "store-cache.sqlite"), str(folder / "database-cache.sqlite")
+            continue
+        try:
+            ours[name], theirs[name] = _AT_EXIT.enter_context(sandbox(url)), _AT_EXIT.enter_context(sandbox(url))
+        except ConnectionFailedError as exc:
+            skipped.append(Skipped(f"Django cache on {name}", " ".join(str(exc).split())))
+    _configure_django(theirs)
+    from django.db import connections
+
+    _AT_EXIT.callback(connections.close_all)  # before the databases are dropped (callbacks run last first)
+    _SET_UP.append((ours, skipped))
+    return ours, skipped
 
 
 def _alias(engine: str) -> str:
