@@ -170,9 +170,22 @@ class AsyncCacheRepository:
             backend, signature, payload, ttl_seconds=ttl_seconds
         )
 
+    @documented_by(Operations.set_if_missing)
+    async def set_if_missing(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
+        operations = self._ops or await self._operations()
+        return await operations.set_if_missing(backend, signature, payload, ttl_seconds=ttl_seconds)
+
+    @documented_by(Operations.touch)
+    async def touch(self, backend: str, signature: str, *, ttl_seconds: int) -> bool:
+        return await (self._ops or await self._operations()).touch(backend, signature, ttl_seconds=ttl_seconds)
+
+    @documented_by(Operations.modify)
+    async def modify(self, backend: str, signature: str, change: Callable[[bytes], bytes]) -> bytes | None:
+        return await (self._ops or await self._operations()).modify(backend, signature, change)
+
     @documented_by(Operations.purge_expired)
-    async def purge_expired(self) -> int:
-        return await (self._ops or await self._operations()).purge_expired()
+    async def purge_expired(self, backend: str | None = None) -> int:
+        return await (self._ops or await self._operations()).purge_expired(backend)
 
     @documented_by(Operations.get_or_fetch)
     async def get_or_fetch(

@@ -119,9 +119,21 @@ class CacheRepository:
     def replace(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
         return run_blocking(self._ops.replace(backend, signature, payload, ttl_seconds=ttl_seconds))
 
+    @documented_by(Operations.set_if_missing)
+    def set_if_missing(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
+        return run_blocking(self._ops.set_if_missing(backend, signature, payload, ttl_seconds=ttl_seconds))
+
+    @documented_by(Operations.touch)
+    def touch(self, backend: str, signature: str, *, ttl_seconds: int) -> bool:
+        return run_blocking(self._ops.touch(backend, signature, ttl_seconds=ttl_seconds))
+
+    @documented_by(Operations.modify)
+    def modify(self, backend: str, signature: str, change: Callable[[bytes], bytes]) -> bytes | None:
+        return run_blocking(self._ops.modify(backend, signature, change))
+
     @documented_by(Operations.purge_expired)
-    def purge_expired(self) -> int:
-        return run_blocking(self._ops.purge_expired())
+    def purge_expired(self, backend: str | None = None) -> int:
+        return run_blocking(self._ops.purge_expired(backend))
 
     @documented_by(Operations.get_or_fetch)
     def get_or_fetch(

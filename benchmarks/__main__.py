@@ -15,6 +15,7 @@ from pathlib import Path
 from . import (
     async_suite,
     batch,
+    django_cache,
     hishel_hits,
     hot_path,
     http_cache_hits,
@@ -40,6 +41,7 @@ SUITES = {
     "startup": startup.run,
     "servers": servers.run,
     "async": async_suite.run,
+    "django": django_cache.run,
 }
 
 

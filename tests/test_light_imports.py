@@ -324,9 +324,22 @@ INTEGRATIONS = [
     ("animedex_store.integrations.hishel", "hishel", "hishel"),
     ("animedex_store.integrations.aiohttp_client_cache", "aiohttp_client_cache", "aiohttp-client-cache"),
     ("animedex_store.integrations.cachecontrol", "cachecontrol", "cachecontrol"),
+    ("animedex_store.integrations.django", "django", "django"),
 ]
 #: What the integrations' libraries import, which the package must not load without them.
-WEB = ("requests", "requests_cache", "hishel", "httpx", "anyio", "aiohttp", "cachecontrol", "msgpack", "yarl")
+WEB = (
+    "requests",
+    "requests_cache",
+    "hishel",
+    "httpx",
+    "anyio",
+    "aiohttp",
+    "cachecontrol",
+    "msgpack",
+    "yarl",
+    "django",
+    "asgiref",
+)
 
 
 @pytest.mark.parametrize(("module", "library", "extra"), INTEGRATIONS)

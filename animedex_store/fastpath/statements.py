@@ -38,6 +38,22 @@ purge_expired = Compiled(
     "DELETE FROM cache_rows WHERE (cache_rows.backend, cache_rows.signature) IN (SELECT expired.backend, expired.signature \nFROM (SELECT cache_rows.backend AS backend, cache_rows.signature AS signature \nFROM cache_rows \nWHERE cache_rows.expires_at <= ?\n LIMIT ? OFFSET 0) AS expired)",
     tuple,
 )
+purge_expired_backend = Compiled(
+    "DELETE FROM cache_rows WHERE (cache_rows.backend, cache_rows.signature) IN (SELECT expired.backend, expired.signature \nFROM (SELECT cache_rows.backend AS backend, cache_rows.signature AS signature \nFROM cache_rows \nWHERE cache_rows.backend = ? AND cache_rows.expires_at <= ?\n LIMIT ? OFFSET 0) AS expired)",
+    tuple,
+)
+insert_missing = Compiled(
+    "INSERT INTO cache_rows (backend, signature, expires_at, fetched_at, codec, response_headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET expires_at = excluded.expires_at, fetched_at = excluded.fetched_at, codec = excluded.codec, response_headers = excluded.response_headers, payload = excluded.payload WHERE cache_rows.expires_at <= ?",
+    InOrder(0, 1, 2, 3, 4, 5, 6, 3),
+)
+touch = Compiled(
+    "UPDATE cache_rows SET expires_at=? WHERE cache_rows.backend = ? AND cache_rows.signature = ? AND cache_rows.expires_at > ?",
+    InOrder(2, 0, 1, 3),
+)
+swap = Compiled(
+    "UPDATE cache_rows SET codec=?, payload=? WHERE cache_rows.backend = ? AND cache_rows.signature = ? AND cache_rows.payload = ? AND cache_rows.codec = ? AND cache_rows.expires_at > ?",
+    InOrder(3, 2, 0, 1, 4, 5, 6),
+)
 delete = Compiled(
     "DELETE FROM cache_rows WHERE cache_rows.backend = ? AND cache_rows.signature = ?",
     tuple,
@@ -91,6 +107,7 @@ claims_held = Compiled(
     tuple,
 )
 claim_takeover: Compiled | None = None
+replace_expired: Compiled | None = None
 get_many_chunk = 512
 _GET_MANY = {
     1: Compiled(

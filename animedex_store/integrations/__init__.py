@@ -8,7 +8,9 @@ only where that library is installed.
 * :mod:`animedex_store.integrations.aiohttp_client_cache`: ``StoreBackend`` and ``StoreCache``,
   aiohttp-client-cache's ``CacheBackend`` and ``BaseCache`` (``[aiohttp-client-cache]``, Python 3.11+);
 * :mod:`animedex_store.integrations.cachecontrol`: ``StoreCache``, CacheControl's
-  ``SeparateBodyBaseCache`` (``[cachecontrol]``, Python 3.10+).
+  ``SeparateBodyBaseCache`` (``[cachecontrol]``, Python 3.10+);
+* :mod:`animedex_store.integrations.django`: ``StoreCache``, a Django cache backend (``[django]``),
+  configured the Django way (``CACHES``).
 
 Importing :mod:`animedex_store` imports none of them, and nothing outside this folder imports an
 optional cache library. What they share is written once in

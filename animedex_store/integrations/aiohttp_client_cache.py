@@ -320,7 +320,7 @@ class StoreCache(AsyncOwner, BaseCache):  # type: ignore[misc,unused-ignore]  # 
         except BadSignature:
             raise
         except Exception as exc:  # anything a planted or damaged row makes a serializer raise
-            log_unreadable(logger, self.backend, key, exc)
+            log_unreadable(logger, self.repository.target, self.backend, key, exc)
             return None
 
     def _ttl(self, item: ResponseOrKey) -> int:

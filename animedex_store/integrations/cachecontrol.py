@@ -152,7 +152,7 @@ class StoreCache(Owner, SeparateBodyBaseCache):  # type: ignore[misc,unused-igno
         try:
             check_metadata(value)
         except ValueError as exc:
-            log_unreadable(logger, self._responses, row, exc)
+            log_unreadable(logger, self.repository.target, self._responses, row, exc)
             return None
         return value
 

@@ -133,7 +133,7 @@ class StoreDict(Owner, BaseStorage[str, Any]):
         try:
             loaded = self.serializer.loads(value)
         except Exception as exc:  # anything a planted or damaged row makes a serializer raise
-            log_unreadable(logger, self.backend, key, exc)
+            log_unreadable(logger, self.repository.target, self.backend, key, exc)
             return None
         try:
             loaded.cache_key = key
@@ -304,7 +304,13 @@ class StoreCache(Owner, BaseCache):
         """``value`` if it is a response (or ``None``), else ``default``, logged as unreadable."""
         if value is None or isinstance(value, CachedResponse):
             return value
-        log_unreadable(logger, self.responses.backend, key, TypeError(f"{type(value).__name__}, not a response"))
+        log_unreadable(
+            logger,
+            self.repository.target,
+            self.responses.backend,
+            key,
+            TypeError(f"{type(value).__name__}, not a response"),
+        )
         found: CachedResponse | None = default
         return found
 

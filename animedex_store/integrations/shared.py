@@ -33,6 +33,7 @@ __all__ = [
     "Owner",
     "AsyncOwner",
     "Backends",
+    "check_namespace",
     "namespace",
     "fitted_key",
     "is_storable_key",
@@ -184,6 +185,15 @@ def is_storable_key(key: object) -> bool:
 _PER_KEY = ":key:"
 
 
+def check_namespace(namespace: object, longest: int = KEY_MAX_LENGTH) -> str:
+    """A ``namespace=`` checked: a ``str`` of 1 to ``longest`` characters (``TypeError``/``ValueError``)."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be str, not {type(namespace).__name__}")
+    if not 0 < len(namespace) <= longest:
+        raise ValueError(f"namespace must be 1 to {longest} characters long, not {len(namespace)}")
+    return namespace
+
+
 class Backends:
     """The backends of one ``namespace=`` (CacheControl, hishel): ``backends.<kind>`` is
     ``<namespace>:<kind>`` for each of the integration's ``kinds``, and with ``per_key``,
@@ -198,12 +208,7 @@ class Backends:
     def __init__(self, namespace: str, kinds: Iterable[str], *, per_key: bool = False) -> None:
         kinds = tuple(kinds)
         suffixes = [f":{kind}" for kind in kinds] + ([_PER_KEY + "0" * 64] if per_key else [])
-        longest = KEY_MAX_LENGTH - max(map(len, suffixes))
-        if not isinstance(namespace, str):
-            raise TypeError(f"namespace must be str, not {type(namespace).__name__}")
-        if not 0 < len(namespace) <= longest:
-            raise ValueError(f"namespace must be 1 to {longest} characters long, not {len(namespace)}")
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace, KEY_MAX_LENGTH - max(map(len, suffixes)))
         self._backends = {kind: f"{namespace}:{kind}" for kind in kinds}
         self._per_key = per_key
 
@@ -256,10 +261,13 @@ def dangling_redirects(redirects: Mapping[str, object], present: frozenset[str])
 
 
 # -- logging what is swallowed -------------------------------------------------------------------------
-def log_unreadable(logger: logging.Logger, backend: str, signature: str, error: BaseException) -> None:
+def log_unreadable(
+    logger: logging.Logger, target: str | None, backend: str, signature: str, error: BaseException
+) -> None:
     """A row the integration cannot read (planted, damaged, or deeper, bigger or stranger than any it
-    writes), which it then treats as missing: a warning naming the row and why, once per read."""
-    logger.warning("an unreadable row (%r, %r) reads as missing: %s", backend, signature, _summary(error))
+    writes), which it then treats as missing: a warning naming the database (``target``, its password
+    masked), the row and why, once per read."""
+    logger.warning("an unreadable row (%r, %r) of %s reads as missing: %s", backend, signature, target, _summary(error))
 
 
 def log_swallowed(logger: logging.Logger, what: str) -> None:

@@ -58,6 +58,9 @@ __all__ = [
 ModelT = TypeVar("ModelT", bound="BaseModel")
 F = TypeVar("F", bound=Callable[..., Any])
 _EMPTY_HEADERS = b"{}"
+#: How :meth:`Operations._write` writes: always (the upsert), over a row that exists only, or only where no
+#: live row is.
+_SET, _REPLACE, _IF_MISSING = "set", "replace", "if missing"
 #: Rows removed per transaction by :meth:`Operations.purge_expired`.
 PURGE_BATCH = 1_000
 
@@ -156,28 +159,97 @@ class Operations:
     async def replace(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
         """Overwrite a row that exists (expired or not) as :meth:`set` would, never creating one: ``True``
         if it existed. One statement: a row deleted meanwhile stays deleted (a conditional write)."""
-        return await self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds, self.sql.replace) > 0
+        return await self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds, _REPLACE)
+
+    async def set_if_missing(self, backend: str, signature: str, payload: bytes, *, ttl_seconds: int) -> bool:
+        """Store a row as :meth:`set` would, but only where no live row is: the key missing, or its row
+        expired. ``True`` if this call stored it, ``False`` if a live row was there (left as it was).
+
+        Atomic: of several callers (threads, processes, machines) adding one key at once, one stores
+        it. One statement on SQLite and PostgreSQL (an upsert that replaces only an expired row), two
+        on MariaDB/MySQL (``INSERT IGNORE``, then the replacement of an expired row), each atomic.
+        """
+        return await self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds, _IF_MISSING)
 
     async def _write(
-        self, backend: str, signature: str, payload: object, headers: bytes, ttl: object, sql: Compiled | None = None
-    ) -> int:
-        """Write a row with ``sql`` (the upsert by default); how many rows it wrote."""
+        self, backend: str, signature: str, payload: object, headers: bytes, ttl_seconds: object, how: str = _SET
+    ) -> bool:
+        """Write a row :data:`_SET` (the upsert), :data:`_REPLACE` or :data:`_IF_MISSING`; whether it wrote."""
         check_key("backend", backend)
         check_key("signature", signature)
         stored, codec = encode(check_payload(payload), self.codec)
-        seconds = check_ttl(ttl)
+        ttl = check_ttl(ttl_seconds)
         now = self.now_seconds()
-        values = (backend, signature, now + seconds, now, codec, headers, stored)
-        statement = sql or self.sql.upsert
+        values = (backend, signature, now + ttl, now, codec, headers, stored)
         cap = self.cap
-        if cap is None:
-            return await self.db.execute(statement, values)
-        cap.check_fits(len(stored))
-        previous = await cap.previous_size(self.db, self.sql, backend, signature)
-        written = await self.db.execute(statement, values)
-        if written:
+        if cap is None and how == _SET:  # the hot path: one statement
+            await self.db.execute(self.sql.upsert, values)
+            return True
+        if cap is not None:
+            cap.check_fits(len(stored))
+            previous = await cap.previous_size(self.db, self.sql, backend, signature)
+        written = await self._store(values, how)
+        if cap is not None and written:
             await cap.grew(self.db, self.sql, len(stored) - previous, (backend, signature))
         return written
+
+    async def _store(self, values: tuple[Any, ...], how: str) -> bool:
+        """Run the write of ``values`` (:data:`~animedex_store.sql.statements.VALUE_NAMES`) the way ``how``
+        says; ``False`` if it found no row to replace, or a live row it must not replace."""
+        if how == _SET:
+            await self.db.execute(self.sql.upsert, values)
+            return True
+        if how == _REPLACE:
+            return await self.db.execute(self.sql.replace, values) > 0
+        if await self.db.execute(self.sql.insert_missing, values) == 1:
+            return True
+        replace_expired = self.sql.replace_expired
+        return replace_expired is not None and await self.db.execute(replace_expired, values) == 1
+
+    async def touch(self, backend: str, signature: str, *, ttl_seconds: int) -> bool:
+        """Give a live row ``ttl_seconds`` more from now, its payload and headers as they are; ``True`` if
+        a live row was there (a missing or expired one stays so). One statement."""
+        check_key("backend", backend)
+        check_key("signature", signature)
+        ttl = check_ttl(ttl_seconds)
+        now = self.now_seconds()
+        return await self.db.execute(self.sql.touch, (backend, signature, now + ttl, now)) == 1
+
+    async def modify(self, backend: str, signature: str, change: Callable[[bytes], bytes]) -> bytes | None:
+        """Replace a live row's payload with ``change(payload)``, atomically; returns the new payload, or
+        ``None`` (and nothing changes) when the row is missing or expired. Its expiry, headers and
+        ``fetched_at`` are kept.
+
+        A compare-and-swap: the row is read, ``change`` is called, and the new payload is written only
+        while the row still holds the payload read (one ``UPDATE`` on every engine). When another
+        writer changed it in between, the row is read again and ``change`` called again with what it
+        holds now, so ``change`` must be a pure function of the payload; an exception from it
+        propagates, nothing written. Two callers adding one to a counter at once both count.
+        """
+        check_key("backend", backend)
+        check_key("signature", signature)
+        if not callable(change):
+            raise TypeError(f"change must be a callable taking the payload, not {type(change).__name__}")
+        key = (backend, signature)
+        cap = self.cap
+        # Each round that fails to swap does so because another writer's statement committed in between:
+        # the writers as a whole always progress, so the loop ends without a deadline of its own.
+        while True:
+            row = await self.db.fetchone(self.sql.get, key)
+            now = self.now_seconds()
+            if row is None or row[1] <= now:
+                return None
+            expected, _expires_at, expected_codec = row
+            current = expected if not expected_codec else decode(expected, expected_codec, self.target, key)
+            changed = check_payload(change(current))
+            stored, codec = encode(changed, self.codec)
+            if cap is not None:
+                cap.check_fits(len(stored))
+            values = (backend, signature, stored, codec, expected, expected_codec, now)
+            if await self.db.execute(self.sql.swap, values) == 1:
+                if cap is not None:
+                    await cap.grew(self.db, self.sql, len(stored) - len(expected), key)
+                return changed
 
     async def set_model(self, backend: str, signature: str, model: BaseModel, *, ttl_seconds: int) -> None:
         """Store a pydantic model as ``model.model_dump_json()`` in UTF-8."""
@@ -226,25 +298,34 @@ class Operations:
             last_written = (backend, next(reversed(encoded)))
             await cap.grew(self.db, self.sql, sum(len(stored) for stored, _codec in encoded.values()), last_written)
 
-    async def purge_expired(self) -> int:
-        """Delete every row with ``expires_at <= now``; returns how many rows were removed.
+    async def purge_expired(self, backend: str | None = None) -> int:
+        """Delete every row with ``expires_at <= now``, or only ``backend``'s; returns how many rows were
+        removed.
 
-        Also deletes the ``get_or_fetch`` claims whose lease has ended (left by
-        callers that died), which the returned count does not include.
+        Without ``backend``, also deletes the ``get_or_fetch`` claims whose lease
+        has ended (left by callers that died), which the returned count does not
+        include.
 
         Deletes in batches of :data:`PURGE_BATCH` rows found through the
-        ``expires_at`` index, each its own transaction, so writers never wait
-        long for the lock however many rows expired.
+        ``expires_at`` index (with ``backend``, ``ix_cache_rows_backend_expires_at``),
+        each its own transaction, so writers never wait long for the lock however
+        many rows expired.
         """
+        scope: tuple[str, ...] = ()
+        statement = self.sql.purge_expired
+        if backend is not None:
+            check_key("backend", backend)
+            statement, scope = self.sql.purge_expired_backend, (backend,)
         now = self.now_seconds()
         removed = 0
         while True:
-            count = await self.db.execute(self.sql.purge_expired, (now, PURGE_BATCH))
+            count = await self.db.execute(statement, (*scope, now, PURGE_BATCH))
             removed += count
             if count < PURGE_BATCH:
                 break
-        # Claims left by get_or_fetch callers that died: not counted, they are not rows.
-        await self.db.execute(self.sql.purge_claims, (self.now_ms(),))
+        if backend is None:
+            # Claims left by get_or_fetch callers that died: not counted, they are not rows.
+            await self.db.execute(self.sql.purge_claims, (self.now_ms(),))
         return removed
 
     async def get_or_fetch(

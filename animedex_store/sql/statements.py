@@ -19,7 +19,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
@@ -109,9 +109,10 @@ def _on_conflict_update(
     dialect: Dialect,
     values: dict[str, BindParameter[Any]],
     replaced: Sequence[str],
-    where: ColumnElement[bool] | None = None,
+    where: Callable[[Any], ColumnElement[bool]] | None = None,
 ) -> ClauseElement:
-    """PostgreSQL/SQLite: ``INSERT ... ON CONFLICT (primary key) DO UPDATE SET replaced [WHERE where]``."""
+    """PostgreSQL/SQLite: ``INSERT ... ON CONFLICT (primary key) DO UPDATE SET replaced [WHERE where]``;
+    ``where(excluded)`` builds the condition from the row that was to be inserted."""
     if dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"animedex-store does not support the {dialect.name} dialect")
     # PostgreSQL's and SQLite's insert() spell ON CONFLICT alike.
@@ -120,7 +121,7 @@ def _on_conflict_update(
     upsert: ClauseElement = statement.on_conflict_do_update(
         index_elements=list(table.primary_key.columns),
         set_={name: statement.excluded[name] for name in replaced},
-        where=where,
+        where=None if where is None else where(statement.excluded),
     )
     return upsert
 
@@ -142,7 +143,7 @@ def _claim(dialect: Dialect) -> ClauseElement:
 
         # IGNORE would also turn bad data into warnings; every value here was checked before.
         return insert(_locks).values(values).prefix_with("IGNORE")
-    return _on_conflict_update(_locks, dialect, values, ("holder", "lease_until"), where=_lease_ended)
+    return _on_conflict_update(_locks, dialect, values, ("holder", "lease_until"), where=lambda _excluded: _lease_ended)
 
 
 def _take_over() -> ClauseElement:
@@ -159,13 +160,46 @@ def _take_over() -> ClauseElement:
     )
 
 
-def _purge_batch() -> ClauseElement:
-    """Delete up to ``limit`` expired rows: a short write transaction however many rows expired."""
+def _purge_batch(*scope: ColumnElement[bool]) -> ClauseElement:
+    """Delete up to ``limit`` expired rows (of those matching ``scope``): a short write transaction
+    however many rows expired."""
     # The keys go through a derived table: MySQL refuses LIMIT in an IN subquery
     # and a subquery on the table being deleted from, but not a derived table.
-    expired = select(_rows.c.backend, _rows.c.signature).where(_expired).limit(bindparam("limit")).offset(_ZERO)
+    expired = select(_rows.c.backend, _rows.c.signature).where(*scope, _expired).limit(bindparam("limit")).offset(_ZERO)
     keys = expired.subquery("expired")
     return delete(_rows).where(tuple_(_rows.c.backend, _rows.c.signature).in_(select(keys.c.backend, keys.c.signature)))
+
+
+#: A row expired by the moment of a write (its ``fetched_at``): one that such a write may replace.
+_expired_at_write = _rows.c.expires_at <= bindparam("fetched_at")
+
+
+def _insert_missing(dialect: Dialect) -> ClauseElement:
+    """Store a row only where none is live, in one statement: an insert, or the replacement of an
+    expired row. Values: :data:`VALUE_NAMES`; rowcount 1 = stored, 0 = a live row was there.
+
+    SQLite and PostgreSQL: an upsert whose update happens only when the stored row expired by the
+    write's ``fetched_at``. MariaDB/MySQL: ``INSERT IGNORE`` (1 inserted, 0 a row exists), followed
+    by :func:`_replace_expired` when it inserted nothing, for the reason :func:`_claim` gives.
+    """
+    values: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in VALUE_NAMES}
+    if dialect.name in ("mysql", "mariadb"):
+        from sqlalchemy import insert
+
+        # IGNORE would also turn bad data into warnings; every value here was checked before.
+        return insert(_rows).values(values).prefix_with("IGNORE")
+    return _on_conflict_update(_rows, dialect, values, VALUE_NAMES[2:], where=lambda _excluded: _expired_at_write)
+
+
+def _replace_expired() -> ClauseElement:
+    """MariaDB/MySQL's second half of :func:`_insert_missing`: replace a row that expired by the
+    write's ``fetched_at``. Atomic on its own, as :func:`_take_over` is: of two callers, only the
+    first sees the row expired (rows matched, under ``CLIENT_FOUND_ROWS``)."""
+    return (
+        update(_rows)
+        .where(*_key_matches, _expired_at_write)
+        .values({name: bindparam(name) for name in VALUE_NAMES[2:]})
+    )
 
 
 #: What :class:`KeyPage` orders by, as SQL.
@@ -363,6 +397,52 @@ class Statements:
         return _compile(_purge_batch(), self._dialect, ("now", "limit"))
 
     @cached_property
+    def purge_expired_backend(self) -> Compiled:
+        """Delete up to ``limit`` expired rows of one backend (values: backend, now, limit), found through
+        ``ix_cache_rows_backend_expires_at``."""
+        return _compile(_purge_batch(_key_matches[0]), self._dialect, ("backend", "now", "limit"))
+
+    # Conditional writes: set_if_missing, touch, modify.
+    @cached_property
+    def insert_missing(self) -> Compiled:
+        """Store a row unless a live one is there (values: :data:`VALUE_NAMES`); rowcount 1 = stored."""
+        return _compile(_insert_missing(self._dialect), self._dialect, VALUE_NAMES)
+
+    @cached_property
+    def replace_expired(self) -> Compiled | None:
+        """MariaDB/MySQL only, after an :attr:`insert_missing` that counted 0: replace an expired row
+        (same values); ``None`` where :attr:`insert_missing` does both in one statement."""
+        if self._dialect.name not in ("mysql", "mariadb"):
+            return None
+        return _compile(_replace_expired(), self._dialect, VALUE_NAMES)
+
+    @cached_property
+    def touch(self) -> Compiled:
+        """Give a live row a new ``expires_at`` (values: backend, signature, expires_at, now); rowcount 1 =
+        a live row was there (rows matched: MariaDB/MySQL connect with ``CLIENT_FOUND_ROWS``)."""
+        return _compile(
+            update(_rows)
+            .where(*_key_matches, _rows.c.expires_at > bindparam("now"))
+            .values(expires_at=bindparam("expires_at")),
+            self._dialect,
+            ("backend", "signature", "expires_at", "now"),
+        )
+
+    @cached_property
+    def swap(self) -> Compiled:
+        """Compare and swap a live row's payload (values: backend, signature, payload, codec, expected,
+        expected_codec, now): replaced only while it still holds ``expected`` as stored; rowcount 1 =
+        swapped (rows matched, as for :attr:`touch`). Expiry, headers and ``fetched_at`` are kept."""
+        still = (_rows.c.payload == bindparam("expected"), _rows.c.codec == bindparam("expected_codec"))
+        return _compile(
+            update(_rows)
+            .where(*_key_matches, *still, _rows.c.expires_at > bindparam("now"))
+            .values(payload=bindparam("payload"), codec=bindparam("codec")),
+            self._dialect,
+            ("backend", "signature", "payload", "codec", "expected", "expected_codec", "now"),
+        )
+
+    @cached_property
     def delete(self) -> Compiled:
         return _compile(delete(_rows).where(*_key_matches), self._dialect, _KEY)
 
@@ -455,7 +535,7 @@ _SHARED: dict[tuple[Any, ...], Statements] = {}
 
 
 #: Statements that SQLite does without (``None`` for it), frozen as ``None`` so callers ask uniformly.
-FROZEN_ABSENT = ("claim_takeover",)
+FROZEN_ABSENT = ("claim_takeover", "replace_expired")
 #: The statements frozen as SQLite text: every single statement of :class:`Statements` but
 #: those of :data:`FROZEN_ABSENT`, in the order it declares them; those of :data:`SIZED` are
 #: frozen at each of :data:`GET_MANY_SIZES`.

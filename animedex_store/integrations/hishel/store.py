@@ -135,7 +135,7 @@ class Store:
         except NewerFormat:
             return None  # a later version's: left to it
         except ValueError as exc:
-            log_unreadable(logger, self.entries, entry_id, exc)
+            log_unreadable(logger, ops.target, self.entries, entry_id, exc)
             await ops.delete(self.backends.of_key(key), entry_id)
             await ops.delete(self.entries, entry_id)
             return None
