@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: The integration's logger: ``animedex_store.integrations.django``.
-logger = logging.getLogger(__package__)
+logger = logging.getLogger("animedex_store.integrations.django")
 
 
 class Rows(Protocol):
