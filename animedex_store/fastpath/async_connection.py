@@ -61,6 +61,7 @@ __all__ = [
     "LoopPasses",
     "PASS_BUDGET_SECONDS",
     "INLINE_STATEMENT_SECONDS",
+    "LONG_FOR_SECONDS",
     "PROGRESS_STEPS",
 ]
 
@@ -71,8 +72,12 @@ PASS_BUDGET_SECONDS = 0.0005
 #: How long one statement may run inline before SQLite stops it and it runs again on the thread.
 #: With :data:`PASS_BUDGET_SECONDS`, no pass of the loop is held much past 1.5 ms.
 INLINE_STATEMENT_SECONDS = 0.001
+#: How long a statement the bound stopped goes straight to the thread, before it is tried inline again
+#: (the table may have shrunk; a stop may have been a one-off: a cold cache, a schema reload).
+LONG_FOR_SECONDS = 60.0
 #: SQLite virtual-machine steps between two looks at the clock while a statement runs inline: about
-#: 15 µs of a scan here, and a look costs 0.3 µs (a ``get`` takes about ten steps: it never looks).
+#: 15 µs of a scan here, and a look costs 0.3 µs. SQLite counts a cached statement's steps across its
+#: runs: a ``get`` (17 steps) looks once in about sixty runs.
 PROGRESS_STEPS = 1_000
 # SQLite's primary result code when a progress handler stopped a statement.
 _SQLITE_INTERRUPT = 9
@@ -189,8 +194,8 @@ class _InlineFirst(ThreadedConnections):
     def __init__(self, blocking: BlockingConnections) -> None:
         super().__init__(blocking)
         self._passes: PerLoop[LoopPasses] = PerLoop(LoopPasses, _no_state_to_drop)
-        # (driver call, statement) pairs the bound stopped once: they go straight to the thread.
-        self._long: set[tuple[Callable[..., Any], object]] = set()
+        # (driver call, statement) pairs the bound stopped: they go straight to the thread until then.
+        self._long: dict[tuple[Callable[..., Any], object], float] = {}
 
     async def _inline_first(
         self,
@@ -201,7 +206,9 @@ class _InlineFirst(ThreadedConnections):
         *args: Any,
     ) -> T:
         """``call(*args)`` inline, else ``await on_thread(*args)``; ``statement`` names the statement."""
-        if (call, statement) not in self._long:
+        key = (call, statement)
+        until = self._long.get(key)
+        if until is None or until < time.monotonic():
             await self._passes.get().turn()
             try:
                 return _bounded(connection, call, *args)
@@ -212,7 +219,7 @@ class _InlineFirst(ThreadedConnections):
             except StoreError as exc:
                 if not _interrupted(exc):
                     raise
-                self._long.add((call, statement))
+                self._long[key] = time.monotonic() + LONG_FOR_SECONDS
         return await on_thread(*args)
 
 
@@ -225,6 +232,12 @@ class SqliteFileConnections(_InlineFirst):
         super().__init__(writer)
         assert writer.path is not None
         reader = connect(writer.path, timeout=0, create=False)
+        try:
+            # SQLite reads the schema on a connection's first statement: here, not under the bound.
+            reader.execute("SELECT 1 FROM cache_rows LIMIT 0").fetchall()
+        except BaseException:
+            reader.close()
+            raise
         self._reader = SharedSqliteConnection(reader, writer.target, reader.close, writer.path)
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:

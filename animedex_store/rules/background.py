@@ -94,12 +94,20 @@ class Background:
             self._wake.notify()
 
     def run_async(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` to its end on this thread's own event loop (only from a callback)."""
+        """Run ``coroutine`` to its end on this thread's own event loop (only from a callback). The
+        loop runs only then: what is timed on it (closing idle connections) is timed here
+        (:func:`~animedex_store.rules.loops.runs_now_and_then`)."""
         if self._loop is None:
             import asyncio
 
+            from .loops import runs_now_and_then
+
             self._loop = asyncio.new_event_loop()
+            runs_now_and_then(self._loop, self._later_on_loop)
         return self._loop.run_until_complete(coroutine)
+
+    def _later_on_loop(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        return self.call_later(seconds, lambda: self.run_async(_then_one_pass(callback)))
 
     def _run(self) -> None:
         try:
@@ -146,6 +154,12 @@ class Background:
         # What was handed to the loop from other threads (connections dropped at close) runs first.
         loop.run_until_complete(_one_pass())
         loop.close()
+
+
+async def _then_one_pass(callback: Callable[[], object]) -> None:
+    """``callback()`` on the loop, then one pass of it (what the callback handed the loop runs too)."""
+    callback()
+    await _one_pass()
 
 
 async def _one_pass() -> None:

@@ -17,13 +17,29 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PerLoop", "LoopLock", "call_on", "same_process"]
+__all__ = ["PerLoop", "LoopLock", "call_on", "same_process", "schedule_on", "runs_now_and_then"]
 
 T = TypeVar("T")
 Loop = asyncio.AbstractEventLoop
+#: ``schedule(seconds, callback)``: run ``callback()`` on a loop that much later.
+Schedule = Callable[[float, Callable[[], object]], object]
+_occasional: weakref.WeakKeyDictionary[Loop, Schedule] = weakref.WeakKeyDictionary()
+
+
+def schedule_on(loop: Loop) -> Schedule:
+    """How to have ``callback()`` run on ``loop`` in ``seconds``: the loop's own timers, or, for a loop
+    that runs only now and then (:func:`runs_now_and_then`), its thread's scheduler."""
+    return _occasional.get(loop) or loop.call_later
+
+
+def runs_now_and_then(loop: Loop, schedule: Schedule) -> None:
+    """``loop`` runs only when its thread has something for it (a background thread's, one lease
+    renewal at a time): its timers would not fire on time, so :func:`schedule_on` gives ``schedule``."""
+    _occasional[loop] = schedule
 
 
 class PerLoop(Generic[T]):

@@ -359,13 +359,15 @@ class AsyncServerConnections(AsyncConnections):
         self._pid = os.getpid()
 
     def _new_loop(self) -> ServerConnections:
+        from ..rules.loops import schedule_on
+
         asyncio = self._asyncio
         return ServerConnections(
             self.driver,
             self.target,
             sleep=asyncio.sleep,
             slots=asyncio.Semaphore(self._max_connections),
-            schedule=asyncio.get_running_loop().call_later,
+            schedule=schedule_on(asyncio.get_running_loop()),
         )
 
     def _drop_loop(self, state: ServerConnections, loop: Any) -> None:
