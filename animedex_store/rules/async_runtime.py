@@ -89,6 +89,18 @@ class AsyncRuntime:
         finally:
             renewal.cancel()
 
+    async def to_the_end(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(step)
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.wait((task,))
+            except asyncio.CancelledError:
+                cancelled = True  # raised once the step is done
+        if cancelled:
+            raise asyncio.CancelledError
+        task.result()
+
     def in_flight(self, key: Key) -> bool:
         return key in self._flights.get().table
 

@@ -153,19 +153,19 @@ class Flight:
             # Interrupted (cancelled) while the statement ran: it may have claimed the key all the
             # same, so give the claim up rather than leave it to its lease.
             with contextlib.suppress(StoreError):
-                await self.store.release(self.key, self.holder)
+                await self.runtime.to_the_end(self.store.release(self.key, self.holder))
             raise
 
     async def _fetch_and_store(self, stale: CachedResponse | None) -> CachedResponse:
         try:
             result = await self._holding(stale)
         except BaseException:
-            # The caller hears about the first failure (a cancellation too); an unreleased claim only
-            # waits out its lease.
+            # The caller hears about the first failure (a cancellation too), after the release, which
+            # a second cancellation (the flight's last caller leaving too) does not cut short.
             with contextlib.suppress(StoreError):
-                await self.store.release(self.key, self.holder)
+                await self.runtime.to_the_end(self.store.release(self.key, self.holder))
             raise
-        await self.store.release(self.key, self.holder)
+        await self.runtime.to_the_end(self.store.release(self.key, self.holder))
         return result
 
     async def _holding(self, stale: CachedResponse | None) -> CachedResponse:

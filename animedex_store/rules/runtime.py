@@ -62,6 +62,10 @@ class Runtime(Protocol):
         from the background thread while it runs, until ``renew()`` says ``False`` (the claim was
         lost). Returns as soon as ``fetch`` does: never waits for a renewal in progress."""
 
+    async def to_the_end(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run ``step`` to its end even if the caller is cancelled meanwhile (a claim's release while a
+        flight unwinds: a second cancellation must not cut it short); the cancellation is raised after."""
+
     def in_flight(self, key: Key) -> bool:
         """Whether a flight of ``key`` started here (:meth:`lead`) is under way, for callers to join."""
 
@@ -115,6 +119,9 @@ class BlockingRuntime:
             return fetch()
         finally:
             renewal.cancel()
+
+    async def to_the_end(self, step: Coroutine[Any, Any, None]) -> None:
+        await step  # a blocking call is never cancelled part way
 
     # Threads of one process agree through the database's claim, as processes do.
     def in_flight(self, key: Key) -> bool:

@@ -314,9 +314,13 @@ class EngineDriver:
     """A caller's ``AsyncEngine``, used as it is: a connection of its pool per call, through
     SQLAlchemy (``exec_driver_sql``); writes commit, reads roll back on return.
 
-    Its pooled connections belong to the event loop that made them: from another
-    loop, the driver's ``RuntimeError`` becomes an :class:`~animedex_store.errors.EventLoopError`
-    that says what to do (an engine per loop, or ``poolclass=NullPool``)."""
+    Its pooled connections belong to the event loop that made them (SQLAlchemy:
+    "Using multiple asyncio event loops"), and a driver used from another loop
+    fails, or hangs (asyncmy). So a pooled engine serves one loop at a time: from
+    another loop while its pool still holds the first one's connections, the call
+    raises an :class:`~animedex_store.errors.EventLoopError` that says what to do
+    (an engine per loop, ``poolclass=NullPool``, or ``await engine.dispose()``
+    between loops), before the driver is touched."""
 
     holds = False
     any_loop = False  # the repository renews leases on the caller's loop
@@ -329,8 +333,22 @@ class EngineDriver:
         self.dialect = engine.dialect.name
         self.error = DBAPIError
         self._closing: set[asyncio.Task[None]] = set()
+        self._pooled = type(engine.sync_engine.pool).__name__ != "NullPool"
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a pooled engine serves now
+
+    def _check_loop(self) -> None:
+        """Refuse a pooled engine's use from a second loop while it holds the first one's connections."""
+        loop = asyncio.get_running_loop()
+        if not self._pooled or self._loop is loop:
+            return
+        pool: Any = self._engine.sync_engine.pool
+        held = getattr(pool, "checkedin", lambda: 0)() + getattr(pool, "checkedout", lambda: 0)()
+        if self._loop is not None and held:
+            raise self._other_loop(RuntimeError("its pool holds connections made on another event loop"))
+        self._loop = loop
 
     async def connect(self, *, autocommit: bool = False) -> AsyncConnection:
+        self._check_loop()
         try:
             connection = await self._engine.connect()
             if autocommit:
@@ -351,8 +369,9 @@ class EngineDriver:
         name = target_name(self._engine.sync_engine)
         return EventLoopError(
             f"{name}: the AsyncEngine's connection belongs to another event loop ({error}); give each event "
-            "loop an AsyncEngine of its own, create the engine with poolclass=NullPool, or pass a URL "
-            "(the repository then keeps connections per loop)",
+            "loop an AsyncEngine of its own, create the engine with poolclass=NullPool, await "
+            "engine.dispose() before another loop uses it, or pass a URL (the repository then keeps "
+            "connections per loop)",
             target=name,
         )
 
