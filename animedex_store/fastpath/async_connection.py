@@ -40,11 +40,13 @@ loop. Standard library only.
 from __future__ import annotations
 
 import asyncio
+import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..core.blocking import run_blocking
 from ..core.compiled import Compiled
@@ -113,25 +115,44 @@ def _no_state_to_drop(_passes: LoopPasses, _loop: asyncio.AbstractEventLoop) -> 
     """A loop's passes hold nothing but futures of that loop."""
 
 
+class _OnThread:
+    """What :meth:`_InlineFirst._inline_first` returns when the call is to run on the thread."""
+
+
+ON_THREAD = _OnThread()
+
+
 class _Busy(Exception):
     """The connection's lock is held (by the thread): the call goes there instead of waiting."""
 
 
-def _bounded(connection: SharedSqliteConnection, call: Callable[..., T], *args: Any) -> T:
+class _Deadline:
+    """A ``sqlite3`` connection's progress handler: past ``deadline`` (a ``perf_counter`` time), SQLite
+    stops the statement. Installed once; a call that runs inline sets the deadline, and a connection
+    at rest has none (``inf``)."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.deadline = math.inf
+        connection.set_progress_handler(self.passed, PROGRESS_STEPS)
+
+    def passed(self) -> bool:
+        return time.perf_counter() > self.deadline
+
+
+def _bounded(connection: SharedSqliteConnection, deadline: _Deadline, call: Callable[..., T], *args: Any) -> T:
     """``call(*args)``, a driver call of ``connection`` that takes no lock, inline under the time bound
     (see the module docstring); :class:`_Busy` instead of waiting for the connection's lock."""
-    if not connection.lock.acquire(blocking=False):
+    lock = connection.lock
+    if not lock.acquire(blocking=False):
         raise _Busy
+    deadline.deadline = time.perf_counter() + INLINE_STATEMENT_SECONDS
     try:
-        deadline = time.perf_counter() + INLINE_STATEMENT_SECONDS
-        conn = connection.conn
-        conn.set_progress_handler(lambda: time.perf_counter() > deadline, PROGRESS_STEPS)
-        try:
-            return call(*args)
-        finally:
-            conn.set_progress_handler(None, 0)
+        return call(*args)
     finally:
-        connection.lock.release()
+        deadline.deadline = math.inf
+        lock.release()
 
 
 def _interrupted(error: StoreError) -> bool:
@@ -189,29 +210,33 @@ class ThreadedConnections(AsyncConnections):
 
 
 class _InlineFirst(ThreadedConnections):
-    """Calls run inline on the loop under the time bound, else (stopped, or the lock busy) on the thread."""
+    """Calls run inline on the loop under the time bound, else (stopped, or the lock busy) on the thread.
+
+    What the bound stopped is remembered per kind of call (``_long``: kind -> statement -> until when)
+    and goes straight to the thread meanwhile."""
 
     def __init__(self, blocking: BlockingConnections) -> None:
         super().__init__(blocking)
         self._passes: PerLoop[LoopPasses] = PerLoop(LoopPasses, _no_state_to_drop)
-        # (driver call, statement) pairs the bound stopped: they go straight to the thread until then.
-        self._long: dict[tuple[Callable[..., Any], object], float] = {}
+        self._long: dict[str, dict[object, float]] = {}
 
     async def _inline_first(
         self,
+        kind: str,
         connection: SharedSqliteConnection,
+        deadline: _Deadline,
         call: Callable[..., T],
-        on_thread: Callable[..., Coroutine[Any, Any, T]],
         statement: object,
         *args: Any,
-    ) -> T:
-        """``call(*args)`` inline, else ``await on_thread(*args)``; ``statement`` names the statement."""
-        key = (call, statement)
-        until = self._long.get(key)
+    ) -> T | _OnThread:
+        """``call(*args)`` inline, else :data:`ON_THREAD` (the caller runs it there); ``statement``
+        names the statement among those of its ``kind`` of call."""
+        long = self._long.get(kind)
+        until = None if long is None else long.get(statement)
         if until is None or until < time.monotonic():
             await self._passes.get().turn()
             try:
-                return _bounded(connection, call, *args)
+                return _bounded(connection, deadline, call, *args)
             except _Busy:
                 pass
             except DatabaseLockedError:
@@ -219,8 +244,8 @@ class _InlineFirst(ThreadedConnections):
             except StoreError as exc:
                 if not _interrupted(exc):
                     raise
-                self._long[key] = time.monotonic() + LONG_FOR_SECONDS
-        return await on_thread(*args)
+                self._long.setdefault(kind, {})[statement] = time.monotonic() + LONG_FOR_SECONDS
+        return ON_THREAD
 
 
 class SqliteFileConnections(_InlineFirst):
@@ -239,14 +264,21 @@ class SqliteFileConnections(_InlineFirst):
             reader.close()
             raise
         self._reader = SharedSqliteConnection(reader, writer.target, reader.close, writer.path)
+        self._deadline = _Deadline(reader)  # the reader runs inline only: its handler stays
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        read = self._reader.unlocked_read_one
-        return await self._inline_first(self._reader, read, super().fetchone, statement, statement, values)
+        reader = self._reader
+        row = await self._inline_first(
+            "one", reader, self._deadline, reader.unlocked_read_one, statement, statement, values
+        )
+        return await super().fetchone(statement, values) if row is ON_THREAD else cast("Sequence[Any] | None", row)
 
     async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        read = self._reader.unlocked_read_all
-        return await self._inline_first(self._reader, read, super().fetchall, statement, statement, values)
+        reader = self._reader
+        rows = await self._inline_first(
+            "all", reader, self._deadline, reader.unlocked_read_all, statement, statement, values
+        )
+        return await super().fetchall(statement, values) if rows is ON_THREAD else cast("list[Sequence[Any]]", rows)
 
     async def close(self) -> None:
         self._reader.close()
@@ -257,37 +289,50 @@ class SqliteFileConnections(_InlineFirst):
         super().close_now()
 
 
-_VACUUM = "vacuum"  # what the bound remembers a stopped vacuum by
-
-
 class InlineConnections(_InlineFirst):
     """An in-memory database (one ``sqlite3`` connection): every call inline first, on the thread when
-    it runs long."""
+    it runs long (with the progress handler off there: each look at the clock would wait for the GIL
+    the loop holds, and slow the statement down by the loop's work)."""
 
     blocking: SharedSqliteConnection
 
     def __init__(self, blocking: SharedSqliteConnection) -> None:
         super().__init__(blocking)
+        self._deadline = _Deadline(blocking.conn)
+
+    async def _unbounded(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` (a driver call that takes no lock) on the thread, the handler off meanwhile."""
+        db, deadline = self.blocking, self._deadline
+
+        def run() -> T:
+            with db.lock:
+                db.conn.set_progress_handler(None, 0)
+                try:
+                    return call(*args)
+                finally:
+                    db.conn.set_progress_handler(deadline.passed, PROGRESS_STEPS)
+
+        self._thread_used = True
+        return await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._thread, run))
+
+    async def _either(self, kind: str, call: Callable[..., T], statement: object, *args: Any) -> T:
+        done = await self._inline_first(kind, self.blocking, self._deadline, call, statement, *args)
+        return await self._unbounded(call, *args) if done is ON_THREAD else cast(T, done)
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
-        db = self.blocking
-        return await self._inline_first(db, db.unlocked_read_one, super().fetchone, statement, statement, values)
+        return await self._either("one", self.blocking.unlocked_read_one, statement, statement, values)
 
     async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
-        db = self.blocking
-        return await self._inline_first(db, db.unlocked_read_all, super().fetchall, statement, statement, values)
+        return await self._either("all", self.blocking.unlocked_read_all, statement, statement, values)
 
     async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
-        db = self.blocking
-        return await self._inline_first(db, db.unlocked_write, super().execute, statement, statement, values)
+        return await self._either("execute", self.blocking.unlocked_write, statement, statement, values)
 
     async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        db = self.blocking
-        return await self._inline_first(db, db.unlocked_write_many, super().executemany, statement, statement, rows)
+        return await self._either("many", self.blocking.unlocked_write_many, statement, statement, rows)
 
     async def vacuum(self) -> int | None:
-        db = self.blocking
-        return await self._inline_first(db, db.unlocked_compact, super().vacuum, _VACUUM)
+        return await self._either("vacuum", self.blocking.unlocked_compact, None)
 
     async def close(self) -> None:
         if self._thread_used:

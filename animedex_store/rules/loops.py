@@ -18,6 +18,7 @@ import asyncio
 import os
 import threading
 import weakref
+from asyncio import get_running_loop
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -61,7 +62,7 @@ class PerLoop(Generic[T]):
 
     def get(self) -> T:
         """The running loop's state, made on its first ask."""
-        loop = asyncio.get_running_loop()
+        loop = get_running_loop()
         last_loop, last = self._last
         if last_loop is loop:
             return last  # type: ignore[return-value]  # set together with its loop
