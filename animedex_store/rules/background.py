@@ -25,6 +25,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,16 +53,23 @@ class Timer:
 
 
 class Background:
-    """A thread running timed callbacks for one repository (see the module docstring)."""
+    """A thread running timed callbacks for one repository (see the module docstring).
+
+    After ``os.fork`` the child has no such thread: the next callback asked for
+    there starts one of its own, with nothing of the parent's pending."""
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._wake = threading.Condition(threading.Lock())
-        self._due: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()  # ties in time run in the order they were asked for
-        self._thread: threading.Thread | None = None
-        self._pid = 0
         self._stopped = False
+        self._forget()
+        _EVERY.add(self)
+
+    def _forget(self) -> None:
+        """No thread, nothing due (new, or in a child process after ``os.fork``)."""
+        self._wake = threading.Condition(threading.Lock())  # the parent's may have been held at the fork
+        self._due: list[tuple[float, int, Timer]] = []
+        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the thread's own, made on first run_async
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> Timer:
@@ -77,9 +85,7 @@ class Background:
             if self._stopped:
                 timer.cancel()  # a closed repository schedules nothing
                 return timer
-            if self._thread is None or self._pid != os.getpid():  # none yet, or the parent's before a fork
-                self._due.clear()
-                self._pid = os.getpid()
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             heapq.heappush(self._due, (time.monotonic() + seconds, next(self._order), timer))
@@ -154,6 +160,18 @@ class Background:
         # What was handed to the loop from other threads (connections dropped at close) runs first.
         loop.run_until_complete(_one_pass())
         loop.close()
+
+
+_EVERY: weakref.WeakSet[Background] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for background in list(_EVERY):
+        background._forget()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 async def _then_one_pass(callback: Callable[[], object]) -> None:
