@@ -207,8 +207,8 @@ class AsyncCacheRepository:
             return
         connections = operations.detach()
         await self._runtime.stop_flights()  # each releases its claim as it unwinds, on the connections
-        self._runtime.stop()
         await connections.close()  # type: ignore[attr-defined]  # an open repository's are AsyncConnections
+        self._runtime.stop()  # after: what the connections handed its event loop runs before it closes
 
     def _close_now(self) -> None:
         """:meth:`close` without a loop (see :func:`close_outside_loop`)."""

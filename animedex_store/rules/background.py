@@ -50,6 +50,13 @@ class Timer:
     def cancel(self) -> None:
         """No further run; one already running finishes on its own."""
         self.cancelled = True
+        # It stays in the queue until it would have been due: what the callback refers to (a fetch's
+        # flight, its repository's connections) must not stay alive as long.
+        self.callback = _nothing
+
+
+def _nothing() -> None:
+    """What a cancelled timer would run."""
 
 
 class Background:

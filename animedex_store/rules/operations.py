@@ -137,9 +137,9 @@ class Operations:
         more, and what it runs when closed outside its event loop. Idempotent. In a child process after
         ``os.fork`` nothing is closed: the connections are the parent's (only forgotten)."""
         db = self.detach()
-        self.runtime.stop()
         if os.getpid() == self._pid:
             db.close_now()
+        self.runtime.stop()  # after: what the connections handed its event loop runs before it closes
 
     # -- time ---------------------------------------------------------------
     def now(self) -> datetime:
