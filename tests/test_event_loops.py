@@ -12,13 +12,12 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from at_head import build_at_head
 from conftest import ENGINES, SERVER_URLS
-from rowdump import plain_engine
-from sqlalchemy import make_url, text
+from rowdump import claim_rows
+from sqlalchemy import make_url
 
 from animedex_store import AsyncCacheRepository, StoreError
 from animedex_store.errors import EventLoopError
@@ -33,17 +32,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path, open_sandbox: Callable[[
     target = f"sqlite:///{tmp_path / 'cache.sqlite'}" if request.param == "sqlite" else open_sandbox(request.param)
     build_at_head(target, SERVER_URLS)
     return target
-
-
-def _claims(url: str) -> list[Any]:
-    if url == "sqlite://":
-        return []  # nobody else can see an in-memory database
-    engine = plain_engine(url)
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(text("SELECT backend, signature FROM cache_locks")))
-    finally:
-        engine.dispose()
 
 
 async def _every_kind_of_call(repository: AsyncCacheRepository, tag: str) -> None:
@@ -68,7 +56,7 @@ def test_three_asyncio_runs_in_turn(url: str) -> None:
     for run in range(3):
         asyncio.run(_every_kind_of_call(repository, f"run{run}"))
     asyncio.run(repository.close())
-    assert _claims(url) == []
+    assert claim_rows(url) == []
 
 
 def test_two_threads_loops_at_once(url: str) -> None:
@@ -94,7 +82,7 @@ def test_two_threads_loops_at_once(url: str) -> None:
         thread.join(120)
     assert errors == []
     asyncio.run(repository.close())
-    assert _claims(url) == []
+    assert claim_rows(url) == []
 
 
 def test_a_closed_loops_state_is_dropped_and_the_next_loop_works(url: str) -> None:
@@ -121,7 +109,7 @@ def test_a_closed_loops_state_is_dropped_and_the_next_loop_works(url: str) -> No
         return response.payload
 
     assert asyncio.run(next_loop()) == b"fetched"
-    assert _claims(url) == []
+    assert claim_rows(url) == []
 
 
 # -- no stray cancellation --------------------------------------------------------------------------
@@ -149,7 +137,7 @@ def test_a_cancelled_waiter_then_a_new_caller(url: str) -> None:
             return again.payload
 
     assert asyncio.run(use()) == b"second try"
-    assert _claims(url) == []
+    assert claim_rows(url) == []
 
 
 def test_a_wait_for_timeout_then_a_retry(url: str) -> None:
@@ -215,7 +203,7 @@ def test_callers_of_a_flight_stopped_by_close_get_the_closed_error(url: str) -> 
     outcomes = asyncio.run(use())
     assert [type(outcome) for outcome in outcomes] == [StoreError] * 3
     assert all("is closed" in str(outcome) for outcome in outcomes)
-    assert _claims(url) == []
+    assert claim_rows(url) == []
 
 
 # -- a caller's AsyncEngine -------------------------------------------------------------------------

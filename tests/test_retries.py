@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 from at_head import build_at_head
 from conftest import SERVER_URLS
-from rowdump import plain_engine
-from sqlalchemy import text
+from rowdump import claim_rows
 
 from animedex_store import AsyncCacheRepository, CacheRepository
 
@@ -60,15 +59,6 @@ def _shut_down(connection: Any) -> None:
             duplicate.shutdown(socket.SHUT_RDWR)
 
 
-def _claims(url: str) -> list[Any]:
-    engine = plain_engine(url)
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(text("SELECT holder FROM cache_locks")))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def url(server_url: str) -> str:
     build_at_head(server_url, SERVER_URLS)
@@ -86,7 +76,7 @@ def test_a_claim_whose_reply_was_lost_is_held(url: str) -> None:
         lost = LoseOneReply(repository._db.driver, repository._sql.claim)  # type: ignore[attr-defined]
         got = repository.get_or_fetch("b", "k", fetch, ttl_seconds=60, wait_seconds=1.0)
     assert (got.payload, lost.lost, len(fetched)) == (b"fetched once", 1, 1)
-    assert _claims(url) == []
+    assert claim_rows(url) == []
 
 
 def test_a_delete_whose_reply_was_lost_answers_true(url: str) -> None:
@@ -107,7 +97,7 @@ def test_an_async_claim_whose_reply_was_lost_is_held(url: str) -> None:
             return got.payload, lost.lost
 
     assert asyncio.run(use()) == (b"fetched once", 1)
-    assert _claims(url) == []
+    assert claim_rows(url) == []
 
 
 def test_an_async_delete_whose_reply_was_lost_answers_true(url: str) -> None:
