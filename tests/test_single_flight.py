@@ -914,7 +914,7 @@ def test_a_failing_renewal_is_logged_once(
 
         got = asyncio.run(use())
     assert got.payload == b"fetched" and len(attempts) >= 3
-    records = [record for record in caplog.records if record.name == "animedex_store.flight"]
+    records = [record for record in caplog.records if record.name == "animedex_store.rules.flight"]
     assert len(records) == 1, records
     assert "'anilist', 'k'" in records[0].getMessage() and "the database went away" in records[0].getMessage()
 
@@ -929,11 +929,11 @@ def test_a_claim_lost_during_the_fetch_is_logged(
         with database.begin() as connection:  # another caller took the key over (our lease had ended)
             connection.execute(locks.update().values(holder="successor"))
         deadline = time.monotonic() + JOIN_TIMEOUT_SECONDS
-        while not any(record.name == "animedex_store.flight" for record in caplog.records):
+        while not any(record.name == "animedex_store.rules.flight" for record in caplog.records):
             assert time.monotonic() < deadline, "the lost claim was never told"
             time.sleep(0.01)  # polling for the background thread's renewal
         return b"late"
 
     assert repo.get_or_fetch("anilist", "k", fetch, ttl_seconds=60, lease_seconds=lease).payload == b"late"
-    (record,) = [record for record in caplog.records if record.name == "animedex_store.flight"]
+    (record,) = [record for record in caplog.records if record.name == "animedex_store.rules.flight"]
     assert "taken over" in record.getMessage()

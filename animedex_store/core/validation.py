@@ -134,7 +134,7 @@ def encode_headers(headers: object, redact: frozenset[str] = frozenset()) -> byt
 
 def decode_headers(blob: bytes | None, where: tuple[str, str, str] | None = None) -> dict[str, str]:
     """The stored headers; ``{}`` for rows written before v2 or an unreadable blob, which is logged
-    on the logger ``animedex_store.rows`` naming ``where`` (target, backend, signature)."""
+    on the logger ``animedex_store.core.validation`` naming ``where`` (target, backend, signature)."""
     if not blob:
         return {}
     try:
@@ -153,7 +153,7 @@ def _unreadable_headers(where: tuple[str, str, str] | None, why: str) -> None:
     import logging  # only when a row is damaged: the fast path does not load logging
 
     target, backend, signature = where or ("?", "?", "?")
-    logging.getLogger("animedex_store.rows").warning(
+    logging.getLogger(__name__).warning(
         "%s: the response headers stored with %r, %r are unreadable (%.200s); they read as {}",
         target,
         backend,

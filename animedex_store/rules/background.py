@@ -133,7 +133,7 @@ class Background:
                 except Exception:  # a callback's own failures are its to report; this one was not
                     import logging
 
-                    logging.getLogger("animedex_store.background").exception("%s: a background task failed", self._name)
+                    logging.getLogger(__name__).exception("%s: a background task failed", self._name)
                     again = False
                 if timer.interval is not None and again is not False and not timer.cancelled:
                     with self._wake:

@@ -22,7 +22,7 @@ key's claim at a time.
   ``lease_seconds`` is still fetched once, whatever the caller's thread or event
   loop does meanwhile. A holder that died stops renewing, and its claim is taken
   over once the lease ends. A renewal that fails (the database unreachable) is
-  logged once, on the logger ``animedex_store.flight``, and tried again at the
+  logged once, on the logger ``animedex_store.rules.flight``, and tried again at the
   next third; a claim found taken over (the lease ended before a renewal got
   through) is logged there too, and renewals stop.
 * Every claim statement is idempotent for its holder: run twice (its first
@@ -216,7 +216,7 @@ class Flight:
 def _log() -> Any:
     import logging  # only when something went wrong: the fast path does not load logging
 
-    return logging.getLogger("animedex_store.flight")
+    return logging.getLogger(__name__)
 
 
 def timed_out(target: str, key: Key, wait: float) -> FetchTimeoutError:
