@@ -35,7 +35,11 @@ from .background import Background
 from .loops import LoopLock, PerLoop, call_on
 from .runtime import FlightGone, Key
 
-__all__ = ["AsyncRuntime"]
+__all__ = ["AsyncRuntime", "UNWIND_GRACE_SECONDS"]
+
+#: How long a cancelled flight still waits for its claim's release before it gives up (the claim then
+#: waits out its lease): a release never makes a cancellation hang.
+UNWIND_GRACE_SECONDS = 5.0
 
 
 class _Shared:
@@ -91,13 +95,19 @@ class AsyncRuntime:
 
     async def to_the_end(self, step: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(step)
-        cancelled = False
+        give_up_at: float | None = None  # once cancelled: the step gets UNWIND_GRACE_SECONDS, no more
+        loop = asyncio.get_running_loop()
         while not task.done():
+            timeout = None if give_up_at is None else give_up_at - loop.time()
+            if timeout is not None and timeout <= 0:
+                task.cancel()  # a step that hangs (a server gone silent) must not make the cancel hang
+                break
             try:
-                await asyncio.wait((task,))
+                await asyncio.wait((task,), timeout=timeout)
             except asyncio.CancelledError:
-                cancelled = True  # raised once the step is done
-        if cancelled:
+                if give_up_at is None:
+                    give_up_at = loop.time() + UNWIND_GRACE_SECONDS
+        if give_up_at is not None:
             raise asyncio.CancelledError
         task.result()
 
