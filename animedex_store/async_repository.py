@@ -4,18 +4,37 @@ A thin shell of I/O around the operations of :mod:`animedex_store.rules.operatio
 which :class:`~animedex_store.CacheRepository` runs too: the same options,
 methods, arguments, checks, errors and results, as coroutines. Constructing does
 no I/O; ``async with`` or ``await repo.open()`` opens (the first call opens if
-neither did), off the loop. What runs where:
+neither did), on a thread (:mod:`animedex_store.migrations.connect`). What runs where:
 
 * a SQLite file: reads inline on the loop through a connection that never
-  waits, writes on a thread of the repository's own
-  (:mod:`animedex_store.fastpath.async_connection`); ``sqlite://`` in memory inline;
+  waits, writes on a thread of the repository's own, and any statement that
+  runs past a bound of time measured by SQLite itself on that thread too
+  (:mod:`animedex_store.fastpath.async_connection`); ``sqlite://`` in memory
+  inline, under the same bound;
 * PostgreSQL and MariaDB/MySQL: asyncpg and asyncmy, whatever driver the URL
-  names (:mod:`animedex_store.sql.async_drivers`), at most ``max_connections`` at
-  once; a caller's ``AsyncEngine`` as it is;
-* opening, migrating and a caller's sync ``Engine``: on a thread.
+  names (:mod:`animedex_store.sql.async_drivers`), at most ``max_connections``
+  at once per event loop; a caller's ``AsyncEngine`` as it is;
+* opening, migrating, a caller's sync ``Engine``, a plain (non-``async``)
+  ``fetch``: on a thread; lease renewals: on the repository's background thread.
 
-Coroutines of one process asking ``get_or_fetch`` for one key share one fetch;
-across processes the claim in ``cache_locks`` decides, as for the sync class.
+**Any event loop.** A repository works from whichever loop calls it: a new loop
+after ``asyncio.run()`` ended, one loop per test, loops in several threads at
+once. What belongs to a loop (server connections, the ``max_connections`` bound,
+the inline reads' budget, in-process flights) is kept per loop
+(:mod:`animedex_store.rules.loops`); what a closed loop held is dropped without
+it (a server connection's socket is closed directly). The exception: a caller's
+``AsyncEngine`` with a connection pool serves the loop its connections were made
+on, and another loop gets an :class:`~animedex_store.errors.EventLoopError`
+saying so.
+
+Coroutines of one loop asking ``get_or_fetch`` for one key share one fetch
+(:mod:`animedex_store.rules.async_runtime`); across loops and processes the
+claim in ``cache_locks`` decides, as for the sync class.
+
+**Lifetime.** ``close()`` closes everything; a repository nobody references any
+more is closed by its finalizer, without a loop (so is one closed with
+:func:`close_outside_loop`). Held server connections idle for
+:data:`~animedex_store.sql.servers.IDLE_CONNECTION_SECONDS` close on their own.
 
 Importing this module loads ``asyncio``; ``import animedex_store`` does not
 (``AsyncCacheRepository`` is imported from here on first use).
@@ -24,25 +43,24 @@ Importing this module loads ``asyncio``; ``import animedex_store`` does not
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import inspect
-import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.clock import Clock, clock_now
 from .core.compiled import StatementSet
-from .core.connections import AsyncConnections, ClosedConnections, Connections, Database
+from .core.connections import AsyncConnections, ClosedConnections, Database
 from .core.response import CachedResponse, StoredKey
 from .core.validation import check_count, renamed_argument
-from .fastpath.async_connection import InlineConnections, SqliteFileConnections, ThreadedConnections
+from .fastpath.async_connection import InlineConnections
 from .fastpath.connection import SharedSqliteConnection
-from .fastpath.opening import open_database
-from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target, resolve_target
-from .migrations.revisions import HEAD_REVISION
-from .repository import open_slow_path
-from .rules.flight import Key
+from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
+from .migrations.connect import async_engine, open_async, open_async_engine
+from .rules.async_runtime import AsyncRuntime
 from .rules.operations import KeyListing, KeyQuery, Operations, check_options, documented_by, key_query
 
 if TYPE_CHECKING:
@@ -53,8 +71,12 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCacheRepository", "DEFAULT_MAX_CONNECTIONS", "async_repository_on", "close_outside_loop"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
-#: Server connections an async repository opens at most (a SQLite file uses two).
+#: Server connections an async repository opens at most, per event loop (a SQLite file uses two).
 DEFAULT_MAX_CONNECTIONS = 10
+
+
+class _Abandoned(Exception):
+    """An open on a caller's ``AsyncEngine`` ended with its event loop: the next caller opens again."""
 
 
 class AsyncCacheRepository:
@@ -62,8 +84,8 @@ class AsyncCacheRepository:
     methods as coroutines (``keys`` an async iterator).
 
     ``target`` also takes an ``AsyncEngine`` (used as it is, not disposed on
-    close). ``max_connections`` bounds the server connections in use at once.
-    Use one repository from one event loop.
+    close). ``max_connections`` bounds the server connections in use at once on
+    each event loop. Usable from any event loop, and from several at once.
     """
 
     def __init__(
@@ -82,9 +104,9 @@ class AsyncCacheRepository:
         self._max_connections = check_count("max_connections", max_connections)
         self._target, self._migrate, self._timeout = target, migrate, timeout
         self._ops: Operations | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it opened on
-        self._runtime = _AsyncRuntime()
-        self._opening: asyncio.Task[Operations] | None = None
+        self._runtime = AsyncRuntime("animedex-store background")
+        self._lock = threading.Lock()  # guards the opening and closing below, from any thread or loop
+        self._opening: concurrent.futures.Future[Operations] | None = None  # any loop can wait for it
         self._closed = False
         self.target: str | None = None  #: the database's name (path, or URL with the password masked) once open
 
@@ -95,41 +117,107 @@ class AsyncCacheRepository:
         return self
 
     async def _operations(self) -> Operations:
-        if self._ops is not None:
-            return self._ops
-        if self._closed:
-            ClosedConnections(str(self.target or self._target)).refuse()
-        if self._opening is None:  # callers arriving while it opens wait for the same open
-            self._opening = asyncio.ensure_future(self._open())
-        try:
-            return await asyncio.shield(self._opening)
-        except BaseException:
-            if self._opening.done():
-                self._opening = None  # a failed open is tried again by the next call
-            raise
+        while True:
+            operations = self._ops
+            if operations is not None:
+                return operations
+            if self._closed:
+                ClosedConnections(str(self.target or self._target)).refuse()
+            try:
+                # Shielded: a cancelled caller stops waiting, the open goes on for the others. What it
+                # opened, even if the repository was closed meanwhile (its calls then say so).
+                return await asyncio.shield(asyncio.wrap_future(self._start_opening()))
+            except _Abandoned:
+                continue
 
-    async def _open(self) -> Operations:
-        connections, statements = await _open_connections(
-            self._target, migrate=self._migrate, timeout=self._timeout, max_connections=self._max_connections
-        )
-        self._ops = Operations(connections, statements, self._options, self._runtime)
-        self.target = connections.target
-        self._loop = asyncio.get_running_loop()
-        return self._ops
+    def _start_opening(self) -> concurrent.futures.Future[Operations]:
+        """The open under way, started if none is (callers arriving meanwhile wait for the same one)."""
+        with self._lock:
+            opening = self._opening
+            if opening is not None:
+                return opening
+            opening = self._opening = concurrent.futures.Future()
+        engine = async_engine(self._target)
+        if engine is None:
+            threading.Thread(target=self._open_on_thread, args=(opening,), name="animedex-store open").start()
+        else:  # its pool belongs to this loop: open here
+            asyncio.ensure_future(self._open_on_loop(engine, opening))
+        return opening
+
+    def _open_on_thread(self, opening: concurrent.futures.Future[Operations]) -> None:
+        try:
+            connections, statements = open_async(
+                self._target, migrate=self._migrate, timeout=self._timeout, max_connections=self._max_connections
+            )
+        except BaseException as exc:
+            self._failed(opening, exc)
+            return
+        self._opened(connections, statements, opening)
+
+    async def _open_on_loop(self, engine: Any, opening: concurrent.futures.Future[Operations]) -> None:
+        try:
+            connections, statements = await open_async_engine(
+                engine, migrate=self._migrate, max_connections=self._max_connections
+            )
+        except asyncio.CancelledError:
+            self._failed(opening, _Abandoned())
+            raise
+        except BaseException as exc:
+            self._failed(opening, exc)
+            return
+        self._opened(connections, statements, opening)
+
+    def _failed(self, opening: concurrent.futures.Future[Operations], error: BaseException) -> None:
+        with self._lock:
+            if self._opening is opening:
+                self._opening = None  # a failed open is tried again by the next call
+        opening.set_exception(error)
+
+    def _opened(
+        self,
+        connections: AsyncConnections,
+        statements: StatementSet,
+        opening: concurrent.futures.Future[Operations] | None,
+    ) -> None:
+        operations = Operations(connections, statements, self._options, self._runtime)
+        self._runtime.any_loop = connections.any_loop
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._ops = operations
+                self.target = connections.target
+        if closed:
+            operations.release()  # closed while it opened: close what the open made
+        else:
+            # Nobody references the repository any more: its connections close at once, without a loop.
+            weakref.finalize(self, operations.release)
+        if opening is not None:
+            opening.set_result(operations)
 
     async def close(self) -> None:
-        """Close the connections (and the repository's thread). Idempotent."""
-        self._closed = True
-        if self._opening is not None and not self._opening.done():
-            with contextlib.suppress(Exception):  # an open under way finishes, and is closed below
-                await self._opening
+        """Close the connections (and the repository's threads). Idempotent."""
+        with self._lock:
+            self._closed = True
+            opening = self._opening
+        if opening is not None and not opening.done():
+            with contextlib.suppress(Exception):  # an open under way finishes, and closes what it made
+                await asyncio.shield(asyncio.wrap_future(opening))
         operations, self._ops = self._ops, None
         if operations is None:
             return
-        await self._runtime.stop_flights()  # each gives its claim up first
-        connections = operations.db
-        operations.db = ClosedConnections(operations.target)
-        await _close(connections)
+        connections = operations.detach()
+        await self._runtime.stop_flights()  # each releases its claim as it unwinds, on the connections
+        await connections.close()  # type: ignore[attr-defined]  # an open repository's are AsyncConnections
+        self._runtime.stop()  # after: what the connections handed its event loop runs before it closes
+
+    def _close_now(self) -> None:
+        """:meth:`close` without a loop (see :func:`close_outside_loop`)."""
+        with self._lock:
+            self._closed = True
+            operations, self._ops = self._ops, None
+        if operations is not None:
+            self._runtime.abandon_flights()
+            operations.release()
 
     async def __aenter__(self) -> AsyncCacheRepository:
         return await self.open()
@@ -308,139 +396,18 @@ class AsyncCacheRepository:
 
 
 def async_repository_on(database: Database, *, clock: Clock | None = None) -> AsyncCacheRepository:
-    """An async repository on a blocking database already open at head (in memory: nothing on it
-    waits), ready without an ``await``, for any event loop; the pytest plugin's per-test copies.
-    Not public API."""
+    """An async repository on a blocking in-memory database already open at head, ready without an
+    ``await``, for any event loop; the pytest plugin's per-test copies. Not public API."""
     repository = AsyncCacheRepository(clock=clock)
     blocking, statements = database
-    repository._ops = Operations(InlineConnections(blocking), statements, repository._options, repository._runtime)
-    repository.target = blocking.target
+    if not isinstance(blocking, SharedSqliteConnection):
+        raise TypeError("async_repository_on takes an in-memory SQLite database")
+    repository._opened(InlineConnections(blocking), statements, None)
     return repository
 
 
 def close_outside_loop(repository: AsyncCacheRepository) -> None:
-    """Close ``repository`` from synchronous code (a fixture's teardown): blocking connections at
-    once, the others on the loop they opened on while it can still run, else as far as can be
-    without it (a server's sockets are closed when they are collected)."""
-    loop = repository._loop
-    if loop is not None and not loop.is_closed() and not loop.is_running():
-        loop.run_until_complete(repository.close())
-        return
-    operations, repository._ops = repository._ops, None
-    repository._closed = True
-    if operations is not None and isinstance(operations.db, InlineConnections):
-        operations.db.blocking.close()
-
-
-async def _open_connections(
-    target: Any, *, migrate: bool, timeout: float, max_connections: int
-) -> tuple[Connections, StatementSet]:
-    """The connections an async repository runs on, and their statements; see the module docstring."""
-    engine = _async_engine(target)
-    resolved = engine if engine is not None else resolve_target(target)
-    if engine is not None or (hasattr(resolved, "get_backend_name") and resolved.get_backend_name() != "sqlite"):
-        from .migrations.opening import open_server_async
-
-        server: Any = resolved  # an AsyncEngine, or a server URL
-        return await open_server_async(server, migrate=migrate, max_connections=max_connections)
-    blocking, statements = await asyncio.to_thread(
-        open_database, resolved, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=open_slow_path
-    )
-    if isinstance(blocking, SharedSqliteConnection):
-        if blocking.path is None:
-            return InlineConnections(blocking), statements  # in memory: nothing else can lock it
-        return await asyncio.to_thread(SqliteFileConnections, blocking), statements
-    return ThreadedConnections(blocking), statements  # a caller's sync server Engine
-
-
-def _async_engine(target: object) -> Any:
-    """``target`` if it is an ``AsyncEngine`` (whose module its holder has already imported)."""
-    module = sys.modules.get("sqlalchemy.ext.asyncio")
-    return target if module is not None and isinstance(target, module.AsyncEngine) else None
-
-
-async def _close(connections: Connections) -> None:
-    if isinstance(connections, AsyncConnections):
-        await connections.close()
-
-
-class _Shared:
-    """One key's flight in this process, and how many callers wait for it."""
-
-    def __init__(self, task: asyncio.Future[CachedResponse]) -> None:
-        self.task = task
-        self.waiters = 0
-        self.abandoned = False  # cancelled once its last waiter left: it is unwinding already
-
-    async def wait(self, timeout: float | None) -> CachedResponse:
-        self.waiters += 1
-        try:
-            shielded = asyncio.shield(self.task)
-            if timeout is None:
-                return await shielded
-            try:
-                return await asyncio.wait_for(shielded, timeout)
-            except asyncio.TimeoutError:  # not yet the builtin TimeoutError before Python 3.11
-                raise TimeoutError from None
-        finally:
-            self.waiters -= 1
-            if self.waiters == 0 and not self.task.done():
-                self.abandoned = True
-                self.task.cancel()  # nobody wants it any more: the flight releases its claim
-
-
-class _AsyncRuntime:
-    """The rules' :class:`~animedex_store.rules.runtime.Runtime` on an event loop."""
-
-    def __init__(self) -> None:
-        self._flights: dict[Key, _Shared] = {}
-
-    def new_lock(self) -> asyncio.Lock:
-        return asyncio.Lock()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    async def fetch(
-        self, fetch: Callable[[], Any], renew: Callable[[], Coroutine[Any, Any, bool]], every: float
-    ) -> Any:
-        async def renewing() -> None:
-            # A failed renewal (the database unreachable) ends the renewals: the lease then runs out.
-            while True:
-                await asyncio.sleep(every)
-                try:
-                    if not await renew():
-                        return
-                except Exception:
-                    return
-
-        renewer = asyncio.ensure_future(renewing())
-        try:
-            result = fetch()
-            return await result if inspect.isawaitable(result) else result
-        finally:
-            renewer.cancel()
-
-    def in_flight(self, key: Key) -> bool:
-        return key in self._flights
-
-    async def stop_flights(self) -> None:
-        """Cancel the flights under way and wait until each has released its claim."""
-        flights = list(self._flights.values())
-        for shared in flights:
-            if not shared.abandoned:  # a second cancellation would cut its release short
-                shared.task.cancel()
-        await asyncio.gather(*(shared.task for shared in flights), return_exceptions=True)
-
-    async def join(self, key: Key, wait: float) -> CachedResponse:
-        return await self._flights[key].wait(wait)
-
-    async def lead(self, key: Key, flight: Coroutine[Any, Any, CachedResponse]) -> CachedResponse:
-        shared = self._flights[key] = _Shared(asyncio.ensure_future(flight))
-
-        def done(_task: object) -> None:
-            if self._flights.get(key) is shared:
-                del self._flights[key]
-
-        shared.task.add_done_callback(done)
-        return await shared.wait(None)
+    """Close ``repository`` from synchronous code (a fixture's teardown), without awaiting any event
+    loop: what belongs to a loop still running is closed there, what a closed loop held is closed
+    without it (a server connection's socket directly)."""
+    repository._close_now()

@@ -24,6 +24,7 @@ __all__ = [
     "SchemaBehindError",
     "MigrationError",
     "FetchTimeoutError",
+    "EventLoopError",
     "is_deadlock",
     "driver_message",
     "store_error",
@@ -103,6 +104,11 @@ class FetchTimeoutError(StoreError):
         self.signature = signature
 
 
+class EventLoopError(StoreError):
+    """Something that belongs to one event loop was used from another: a caller's ``AsyncEngine``
+    whose pooled connection was made on a different loop. The message says what to do."""
+
+
 # Primary SQLite result codes (sqlite3 exposes them as ``sqlite_errorcode``).
 _SQLITE_ERRORS: dict[int, tuple[type[StoreError], str]] = {
     5: (DatabaseLockedError, "{target} stayed locked by another connection past the timeout"),
@@ -117,6 +123,7 @@ _SQLITE_ERRORS: dict[int, tuple[type[StoreError], str]] = {
 # and SQLITE_ERROR (SQL error or missing table, as 3.11 reports it) for any other.
 _SQLITE_GENERIC_ERROR = 1
 _SQLITE_MESSAGES = (
+    ("interrupted", 9),
     ("database is locked", 5),
     ("database table is locked", 6),
     ("database schema is locked", 6),

@@ -6,44 +6,39 @@ A thin blocking shell: each method runs one operation of
 suspend. Standard library only at import: a repository on an up-to-date SQLite
 file runs without SQLAlchemy (see :mod:`animedex_store.fastpath.opening`);
 everything else loads what it needs when it opens
-(:mod:`animedex_store.migrations.opening`).
+(:mod:`animedex_store.migrations.connect`, the one place both repositories open through).
+
+A repository that nobody references any more is closed by its finalizer (its
+server connections go back at once); held server connections idle for
+:data:`~animedex_store.sql.servers.IDLE_CONNECTION_SECONDS` close on their own.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.blocking import run_blocking
 from .core.clock import Clock, epoch_seconds
-from .core.connections import ClosedConnections, Database
+from .core.connections import Database
 from .core.response import CachedResponse, StoredKey
 from .core.validation import renamed_argument
-from .fastpath.opening import Resolved, open_database
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
-from .migrations.revisions import HEAD_REVISION
-from .rules.flight import Fetched, Key
+from .migrations.connect import open_blocking
+from .rules.flight import Fetched
 from .rules.operations import KeyListing, Operations, Options, check_options, documented_by, key_query
+from .rules.runtime import BlockingRuntime
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from .core.stats import CacheStats
 
-__all__ = ["CacheRepository", "Clock", "epoch_seconds", "open_slow_path", "repository_on"]
+__all__ = ["CacheRepository", "Clock", "epoch_seconds", "repository_on"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
-
-
-def open_slow_path(target: Resolved, *, migrate: bool, timeout: float) -> Database:
-    """The slow path that both repositories hand the fast path (:func:`~animedex_store.fastpath.opening.open_database`):
-    SQLAlchemy and Alembic load here, when it is taken."""
-    from .migrations.opening import open_migrated
-
-    return open_migrated(target, migrate=migrate, timeout=timeout)
 
 
 class CacheRepository:
@@ -83,13 +78,16 @@ class CacheRepository:
         compression: str | None = None,
     ) -> None:
         options = check_options(clock, max_bytes, redact_headers, compression)
-        database = open_database(target, migrate=migrate, timeout=timeout, head=HEAD_REVISION, slow_path=open_slow_path)
-        self._adopt(database, options)
+        self._adopt(open_blocking(target, migrate=migrate, timeout=timeout), options)
 
     def _adopt(self, database: Database, options: Options) -> None:
         self._db, self._sql = database
-        self._ops = Operations(self._db, self._sql, options, _BLOCKING)
+        runtime = BlockingRuntime("animedex-store background")
+        self._ops = Operations(self._db, self._sql, options, runtime)
         self.target: str = self._db.target
+        self._db.schedule_with(runtime.call_later)  # held server connections close once idle
+        # Nobody references the repository any more: its connections close at once.
+        weakref.finalize(self, self._ops.release)
 
     # -- writes ---------------------------------------------------------------
     @documented_by(Operations.set)
@@ -249,12 +247,13 @@ class CacheRepository:
 
     # -- lifetime -------------------------------------------------------------
     def close(self) -> None:
-        """Release the connection (and the engine, unless the caller passed it). Idempotent."""
-        db = getattr(self, "_db", None)
-        if db is None or isinstance(db, ClosedConnections):
+        """Release the connection (and the engine, unless the caller passed it), and stop the
+        repository's background thread. Idempotent."""
+        operations = getattr(self, "_ops", None)
+        if operations is None:
             return
-        self._db = self._ops.db = ClosedConnections(self.target)
-        db.close()
+        operations.release()
+        self._db = operations.db  # ClosedConnections: every call refuses
 
     def __enter__(self) -> CacheRepository:
         return self
@@ -277,63 +276,3 @@ def repository_on(database: Database, *, clock: Clock | None = None) -> CacheRep
     repository = CacheRepository.__new__(CacheRepository)
     repository._adopt(database, check_options(clock, None, (), None))
     return repository
-
-
-class _BlockingRuntime:
-    """The rules' :class:`~animedex_store.rules.runtime.Runtime` on the calling thread."""
-
-    def new_lock(self) -> _BlockingLock:
-        return _BlockingLock()
-
-    async def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    async def fetch(
-        self, fetch: Callable[[], Any], renew: Callable[[], Coroutine[Any, Any, bool]], every: float
-    ) -> Any:
-        stop = threading.Event()
-
-        def renewing() -> None:
-            # A failed renewal (the database unreachable) ends the renewals: the lease then runs out.
-            while not stop.wait(every):
-                try:
-                    if not run_blocking(renew()):
-                        return
-                except Exception:
-                    return
-
-        renewer = threading.Thread(target=renewing, name="animedex-store lease renewal", daemon=True)
-        renewer.start()
-        try:
-            return fetch()
-        finally:
-            stop.set()
-            renewer.join()
-
-    # Threads of one process agree through the database's claim, as processes do.
-    def in_flight(self, key: Key) -> bool:
-        return False
-
-    async def join(self, key: Key, wait: float) -> CachedResponse:
-        raise RuntimeError("the blocking runtime shares no flight in process")
-
-    async def lead(self, key: Key, flight: Coroutine[Any, Any, CachedResponse]) -> CachedResponse:
-        return await flight
-
-
-class _BlockingLock:
-    """A ``threading.Lock`` as an async context manager whose awaits never suspend."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    async def __aenter__(self) -> None:
-        self._lock.acquire()
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self._lock.release()
-
-
-_BLOCKING = _BlockingRuntime()

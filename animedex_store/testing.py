@@ -8,7 +8,9 @@
 * ``async_cache_repository``: the same as an
   :class:`~animedex_store.AsyncCacheRepository`, ready without an ``await``: a
   plain fixture, so it works under pytest-asyncio (strict or auto mode) and
-  anyio's pytest plugin alike; the test's event loop runs it.
+  anyio's pytest plugin alike, whatever the loop's scope: the repository works
+  from whichever event loop the test runs, and its teardown closes it without
+  one (:func:`~animedex_store.async_repository.close_outside_loop`).
 
 Importing this module (pytest does in every run where the package is
 installed) loads no SQLAlchemy.

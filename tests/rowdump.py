@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.pool import NullPool
 
-from animedex_store.sql.models import CacheRow
+from animedex_store.sql.models import CacheLock, CacheRow
 
 rows = CacheRow.__table__
+locks = CacheLock.__table__
 
 
 def plain_engine(url: str) -> Engine:
@@ -30,3 +31,16 @@ def dump_rows(engine: Engine) -> list[tuple]:
 def row_count(engine: Engine) -> int:
     with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(rows)).scalar_one()
+
+
+def claim_rows(url: str) -> list[tuple]:
+    """Every ``get_or_fetch`` claim in ``url``'s database, ``(backend, signature, holder, lease_until)``,
+    sorted; none for ``sqlite://`` (an in-memory database nobody else can see)."""
+    if url == "sqlite://":
+        return []
+    engine = plain_engine(url)
+    try:
+        with engine.connect() as connection:
+            return sorted(tuple(row) for row in connection.execute(select(locks)))
+    finally:
+        engine.dispose()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from at_head import build_at_head
 from conftest import ENGINES, SERVER_URLS
-from rowdump import plain_engine
+from rowdump import claim_rows, plain_engine
 from sqlalchemy import make_url, text
 
 from animedex_store import AsyncCacheRepository, StoreError
@@ -41,12 +41,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path, open_sandbox: Callable[[
 
 
 def _claims(url: str) -> list[tuple[Any, ...]]:
-    engine = plain_engine(url)
-    try:
-        with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(text("SELECT backend, signature FROM cache_locks"))]
-    finally:
-        engine.dispose()
+    return [claim[:2] for claim in claim_rows(url)]
 
 
 def _row_count(url: str) -> int:

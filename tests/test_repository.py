@@ -110,13 +110,25 @@ def test_set_gives_empty_headers_and_now(repo: CacheRepository, frozen_clock: Fr
     assert repo.get_with_meta("b", "s") == (b"v", {}, FROZEN_AT.replace(second=12))
 
 
-@pytest.mark.parametrize("blob", [b"not json", b"\xff\xfe", b"[1, 2]", b'"text"', None])
-def test_unreadable_or_missing_headers_read_as_empty(repo: CacheRepository, database: Engine, blob) -> None:
+@pytest.mark.parametrize(
+    "blob",
+    [b"not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"[" * 100_000, None],
+    ids=["not-json", "not-utf8", "list", "string", "nested-deep", "none"],
+)
+def test_unreadable_or_missing_headers_read_as_empty(
+    repo: CacheRepository, database: Engine, blob, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreadable blob (not UTF-8, not JSON, not an object, nested too deep) reads as ``{}`` and is
+    logged once on ``animedex_store.core.validation``, naming the row; a missing one (pre-v2) is not logged."""
     repo.set_with_meta("b", "s", b"v", response_headers={"k": "v"}, ttl_seconds=60)
     with database.begin() as connection:
         connection.execute(update(rows).values(response_headers=blob))
+    caplog.set_level("WARNING", logger="animedex_store")
     payload, headers, _ = repo.get_with_meta("b", "s")
     assert (payload, headers) == (b"v", {})
+    logged = [record.getMessage() for record in caplog.records if record.name == "animedex_store.core.validation"]
+    assert len(logged) == (blob is not None)
+    assert all("'b', 's'" in message and repo.target in message for message in logged)
 
 
 def test_row_without_fetched_at_reads_none(repo: CacheRepository, database: Engine) -> None:

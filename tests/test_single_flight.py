@@ -817,3 +817,123 @@ def test_without_renewals_a_slow_holder_is_taken_over(
         return b"late"
 
     holder.get_or_fetch("anilist", "k", slow_fetch, ttl_seconds=TTL, lease_seconds=0.3)
+
+
+# -- the renewer: one background thread per repository, never waited for ----------------------------
+
+
+def test_misses_share_one_background_thread(make_repository: MakeRepository) -> None:
+    """Eight fetches under way at once are renewed by one thread, not a thread each."""
+    repository = make_repository()
+    before = set(threading.enumerate())
+    all_fetching = threading.Barrier(9)
+    done = threading.Event()
+
+    def fetch() -> bytes:
+        all_fetching.wait(JOIN_TIMEOUT_SECONDS)
+        assert done.wait(JOIN_TIMEOUT_SECONDS)
+        return b"v"
+
+    callers = [
+        threading.Thread(
+            target=repository.get_or_fetch, args=("anilist", f"k{index}", fetch), kwargs={"ttl_seconds": 60}
+        )
+        for index in range(8)
+    ]
+    for caller in callers:
+        caller.start()
+    all_fetching.wait(JOIN_TIMEOUT_SECONDS)  # every fetch is under way, each lease scheduled for renewal
+    started = set(threading.enumerate()) - before - set(callers)
+    done.set()
+    for caller in callers:
+        caller.join(JOIN_TIMEOUT_SECONDS)
+    assert [thread.name for thread in started] == ["animedex-store background"]
+    assert all(repository.get("anilist", f"k{index}") == b"v" for index in range(8))
+
+
+def test_a_finished_fetch_does_not_wait_for_a_renewal_in_progress(
+    repo: CacheRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renewing, returned = threading.Event(), threading.Event()
+    outcome: list[bool] = []
+
+    async def slow_renewal(self: object) -> bool:
+        renewing.set()
+        returned.wait(10)  # a renewal stuck on a slow database...
+        outcome.append(returned.is_set())  # ...which get_or_fetch did not wait for
+        return True
+
+    monkeypatch.setattr("animedex_store.rules.flight.Flight._renew", slow_renewal)
+
+    def fetch() -> bytes:
+        assert renewing.wait(JOIN_TIMEOUT_SECONDS)  # a renewal is in progress as the fetch ends
+        return b"done"
+
+    got = repo.get_or_fetch("anilist", "k", fetch, ttl_seconds=60, lease_seconds=0.03)
+    returned.set()
+    deadline = time.monotonic() + JOIN_TIMEOUT_SECONDS
+    while not outcome and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for the renewal to end, not waiting for time to pass
+    assert got.payload == b"done" and outcome == [True]
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_a_failing_renewal_is_logged_once(
+    tmp_path: Path, side: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewals go on (the lease still runs) and the failure is told once, with the key."""
+    attempts: list[int] = []
+
+    async def unreachable(self: object, *_args: object) -> bool:
+        attempts.append(1)
+        raise StoreError("the database went away", target="db")
+
+    monkeypatch.setattr("animedex_store.rules.operations._Flights.renew", unreachable)
+    path = tmp_path / "cache.sqlite"
+
+    def until_three_attempts() -> bytes:
+        deadline = time.monotonic() + JOIN_TIMEOUT_SECONDS
+        while len(attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling for the background thread's attempts
+        return b"fetched"
+
+    caplog.set_level("WARNING", logger="animedex_store")
+    if side == "sync":
+        with CacheRepository(path) as repository:
+            got = repository.get_or_fetch("anilist", "k", until_three_attempts, ttl_seconds=60, lease_seconds=0.03)
+    else:
+        import asyncio
+
+        from animedex_store import AsyncCacheRepository
+
+        async def use() -> CachedResponse:
+            async with AsyncCacheRepository(path) as repository:
+                return await repository.get_or_fetch(
+                    "anilist", "k", until_three_attempts, ttl_seconds=60, lease_seconds=0.03
+                )
+
+        got = asyncio.run(use())
+    assert got.payload == b"fetched" and len(attempts) >= 3
+    records = [record for record in caplog.records if record.name == "animedex_store.rules.flight"]
+    assert len(records) == 1, records
+    assert "'anilist', 'k'" in records[0].getMessage() and "the database went away" in records[0].getMessage()
+
+
+def test_a_claim_lost_during_the_fetch_is_logged(
+    repo: CacheRepository, frozen_clock: FrozenClock, database: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="animedex_store")
+    lease = 0.03
+
+    def fetch() -> bytes:
+        with database.begin() as connection:  # another caller took the key over (our lease had ended)
+            connection.execute(locks.update().values(holder="successor"))
+        deadline = time.monotonic() + JOIN_TIMEOUT_SECONDS
+        while not any(record.name == "animedex_store.rules.flight" for record in caplog.records):
+            assert time.monotonic() < deadline, "the lost claim was never told"
+            time.sleep(0.01)  # polling for the background thread's renewal
+        return b"late"
+
+    assert repo.get_or_fetch("anilist", "k", fetch, ttl_seconds=60, lease_seconds=lease).payload == b"late"
+    (record,) = [record for record in caplog.records if record.name == "animedex_store.rules.flight"]
+    assert "taken over" in record.getMessage()

@@ -12,13 +12,17 @@ native async driver: :mod:`animedex_store.fastpath.async_connection`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ..errors import StoreError
 from .compiled import Compiled, StatementSet
 
-__all__ = ["Connections", "BlockingConnections", "AsyncConnections", "ClosedConnections", "Database"]
+__all__ = ["Connections", "BlockingConnections", "AsyncConnections", "ClosedConnections", "Database", "Schedule"]
+
+#: ``schedule(seconds, callback)``: have ``callback()`` run that much later, on the repository's
+#: background thread (see :mod:`animedex_store.rules.background`).
+Schedule = Callable[[float, Callable[[], object]], object]
 
 
 class Connections:
@@ -42,8 +46,23 @@ class Connections:
     async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
         raise NotImplementedError
 
+    async def remove(self, statement: Compiled, values: Sequence[Any]) -> bool:
+        """Run a ``DELETE`` of one row: whether the row is gone because of this call.
+
+        Where a statement can run twice (a server statement whose reply was lost
+        with its connection runs again on a fresh one), the second run finds the
+        row gone, and the answer is ``True``: the first run deleted it, or
+        another caller did in between, which nobody can tell apart.
+        """
+        return await self.execute(statement, values) > 0
+
     async def vacuum(self) -> int | None:
         """Give deleted rows' space back: bytes reclaimed, or ``None`` where the engine cannot tell."""
+        raise NotImplementedError
+
+    def close_now(self) -> None:
+        """Release the connection(s) without awaiting anything, from any thread (what a repository's
+        finalizer runs): what belongs to an event loop that is gone is closed without it."""
         raise NotImplementedError
 
 
@@ -55,12 +74,26 @@ class BlockingConnections(Connections):
         """Release the connection(s) and whatever was opened for them (an engine we created)."""
         raise NotImplementedError
 
+    def close_now(self) -> None:
+        self.close()  # it awaits nothing
+
+    def schedule_with(self, schedule: Schedule) -> None:
+        """Hand over the repository's background thread, for what must happen while nobody calls
+        (held server connections close once idle long enough). Nothing, by default."""
+
 
 class AsyncConnections(Connections):
-    """Connections that await (a thread, or a native async driver); closing awaits too."""
+    """Connections that await (a thread, or a native async driver); closing awaits too.
+
+    Usable from any event loop (what belongs to a loop is kept per loop), unless
+    ``any_loop`` is ``False`` (a caller's pooled ``AsyncEngine``).
+    """
+
+    any_loop = True
 
     async def close(self) -> None:
-        """Release the connection(s) and whatever was opened for them."""
+        """Release the connection(s) and whatever was opened for them; on the calling loop, what
+        belongs to it is closed and awaited."""
         raise NotImplementedError
 
 

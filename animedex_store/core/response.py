@@ -45,13 +45,20 @@ class CachedResponse(tuple[bytes, dict[str, str], Optional[datetime]]):
 
     @classmethod
     def from_row(
-        cls, payload: bytes, headers: bytes | None, fetched_at: int | None, expires_at: int, now: int
+        cls,
+        payload: bytes,
+        headers: bytes | None,
+        fetched_at: int | None,
+        expires_at: int,
+        now: int,
+        where: tuple[str, str, str] | None = None,
     ) -> CachedResponse:
         """The response a row holds, as read at ``now``: ``headers`` as stored (JSON, ``None``
-        before v2) and the times in epoch seconds. ``payload`` is already decoded."""
+        before v2) and the times in epoch seconds. ``payload`` is already decoded. ``where``
+        (target, backend, signature) names the row if its headers are unreadable (logged)."""
         return cls(
             payload,
-            decode_headers(headers),
+            decode_headers(headers, where),
             None if fetched_at is None else utc_datetime(fetched_at),
             utc_datetime(expires_at),
             expires_at <= now,

@@ -132,16 +132,34 @@ def encode_headers(headers: object, redact: frozenset[str] = frozenset()) -> byt
     return json.dumps(kept, ensure_ascii=False).encode("utf-8")
 
 
-def decode_headers(blob: bytes | None) -> dict[str, str]:
-    """The stored headers; ``{}`` for rows written before v2 or an unreadable blob."""
+def decode_headers(blob: bytes | None, where: tuple[str, str, str] | None = None) -> dict[str, str]:
+    """The stored headers; ``{}`` for rows written before v2 or an unreadable blob, which is logged
+    on the logger ``animedex_store.core.validation`` naming ``where`` (target, backend, signature)."""
     if not blob:
         return {}
     try:
         # Decoded first: json.loads on bytes sniffs the encoding, ~0.5 µs of every get_with_meta.
         headers = json.loads(str(blob, "utf-8"))
-    except ValueError:  # not UTF-8 (UnicodeDecodeError) or not JSON
+    except (ValueError, RecursionError) as exc:  # not UTF-8 (UnicodeDecodeError), not JSON, nested too deep
+        _unreadable_headers(where, f"{type(exc).__name__}: {exc}")
         return {}
-    return headers if isinstance(headers, dict) else {}
+    if isinstance(headers, dict):
+        return headers
+    _unreadable_headers(where, f"a JSON {type(headers).__name__}, not an object")
+    return {}
+
+
+def _unreadable_headers(where: tuple[str, str, str] | None, why: str) -> None:
+    import logging  # only when a row is damaged: the fast path does not load logging
+
+    target, backend, signature = where or ("?", "?", "?")
+    logging.getLogger(__name__).warning(
+        "%s: the response headers stored with %r, %r are unreadable (%.200s); they read as {}",
+        target,
+        backend,
+        signature,
+        why,
+    )
 
 
 def renamed_argument(old: str, new: str, value: _T) -> _T:

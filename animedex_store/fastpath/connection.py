@@ -44,57 +44,76 @@ class SharedSqliteConnection(BlockingConnections):
         self.lock = threading.Lock()
         self._release = release
 
-    # -- the driver calls, on the calling thread ------------------------------------------------
+    # -- the driver calls, on the calling thread, under the lock -------------------------------------
     def read_one(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         with self.lock:
-            try:
-                row: Sequence[Any] | None = self.conn.execute(statement.sql, statement.bind(values)).fetchone()
-                return row
-            except sqlite3.Error as exc:
-                raise store_error(exc, self.target) from exc
+            return self.unlocked_read_one(statement, values)
 
     def read_all(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
         with self.lock:
-            try:
-                return self.conn.execute(statement.sql, statement.bind(values)).fetchall()
-            except sqlite3.Error as exc:
-                raise store_error(exc, self.target) from exc
+            return self.unlocked_read_all(statement, values)
 
     def write(self, statement: Compiled, values: Sequence[Any]) -> int:
-        # Autocommit: a single statement is its own transaction.
         with self.lock:
-            try:
-                return self.conn.execute(statement.sql, statement.bind(values)).rowcount
-            except sqlite3.Error as exc:
-                raise store_error(exc, self.target) from exc
+            return self.unlocked_write(statement, values)
 
     def write_many(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
-        # Rows already in the statement's order go to the driver as they are.
-        parameters = rows if statement.bind is tuple else [statement.bind(row) for row in rows]
         with self.lock:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    count = self.conn.executemany(statement.sql, parameters).rowcount
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                return count
-            except sqlite3.Error as exc:
-                raise store_error(exc, self.target) from exc
+            return self.unlocked_write_many(statement, rows)
 
     def compact(self) -> int:
         """``VACUUM`` rewrites the file without its free pages, then ``wal_checkpoint(TRUNCATE)``
         empties the write-ahead log the rewrite went through; returns the bytes the file shrank by.
         On this connection: an in-memory database exists only there."""
+        with self.lock:
+            return self.unlocked_compact()
+
+    # -- the same, for a caller that holds the lock (an async repository's, which never waits for it)
+    def unlocked_read_one(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        try:
+            row: Sequence[Any] | None = self.conn.execute(statement.sql, statement.bind(values)).fetchone()
+            return row
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.target) from exc
+
+    def unlocked_read_all(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        try:
+            return self.conn.execute(statement.sql, statement.bind(values)).fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.target) from exc
+
+    def unlocked_write(self, statement: Compiled, values: Sequence[Any]) -> int:
+        # Autocommit: a single statement is its own transaction.
+        try:
+            return self.conn.execute(statement.sql, statement.bind(values)).rowcount
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.target) from exc
+
+    def unlocked_write_many(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+        # Rows already in the statement's order go to the driver as they are.
+        parameters = rows if statement.bind is tuple else [statement.bind(row) for row in rows]
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                count = self.conn.executemany(statement.sql, parameters).rowcount
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # An interrupted statement (SQLITE_INTERRUPT) has rolled the transaction back already.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            return count
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.target) from exc
+
+    def unlocked_compact(self) -> int:
         before = self._size()
-        self.write(_VACUUM, ())
-        self.read_one(_CHECKPOINT, ())
+        self.unlocked_write(_VACUUM, ())
+        self.unlocked_read_one(_CHECKPOINT, ())
         return max(before - self._size(), 0)
 
     def _size(self) -> int:
-        row = self.read_one(_SIZE, ())
+        row = self.unlocked_read_one(_SIZE, ())
         return int(row[0]) if row is not None else 0
 
     # -- Connections: each coroutine runs its call to the end, never suspending ------------------

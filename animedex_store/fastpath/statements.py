@@ -87,7 +87,7 @@ eviction_batch = Compiled(
     tuple,
 )
 claim = Compiled(
-    "INSERT INTO cache_locks (backend, signature, holder, lease_until) VALUES (?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until WHERE cache_locks.lease_until <= ?",
+    "INSERT INTO cache_locks (backend, signature, holder, lease_until) VALUES (?, ?, ?, ?) ON CONFLICT (backend, signature) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until WHERE cache_locks.lease_until <= ? OR cache_locks.holder = excluded.holder",
     tuple,
 )
 renew = Compiled(

@@ -58,6 +58,7 @@ __all__ = [
     "migrated_memory_database",
     "migrate_connection",
     "open_server_async",
+    "open_engine_async",
 ]
 
 
@@ -199,42 +200,53 @@ def migrate_connection(
     return True
 
 
-async def open_server_async(
-    target: URL | AsyncEngine, *, migrate: bool, max_connections: int
+def open_server_async(
+    target: URL, *, migrate: bool, max_connections: int
 ) -> tuple[AsyncServerConnections, StatementSet]:
-    """The async repository's connections to a server (a URL of any driver's spelling, or a caller's
-    ``AsyncEngine``) and their statements, the database brought to head unless ``migrate=False``.
-
-    One query on ``alembic_version`` on the async driver. A database behind
-    head is migrated by the same code as the sync side, through SQLAlchemy's
-    ``run_sync`` on the async driver: for a URL on a thread with an event loop of
-    its own (Alembic's work does not run on the caller's loop), for a caller's
-    engine on its own loop (its pool belongs there).
-    """
+    """The async repository's connections to the server ``target`` (a URL of any driver's spelling)
+    and their statements, the database brought to head unless ``migrate=False``. Blocking: runs on a
+    thread, with an event loop of its own for the check (one query on ``alembic_version`` on the
+    async driver) and a migration (the same code as the sync side, through SQLAlchemy's ``run_sync``
+    on the async driver). What it opens there it closes there, failed or not; the connections
+    returned hold nothing yet (each event loop that calls makes its own)."""
     import asyncio
 
-    from ..sql.async_drivers import EngineDriver, driver_for
+    from ..sql.async_drivers import driver_for
 
-    slots = asyncio.Semaphore(max_connections)
-    if isinstance(target, URL):
-        driver: Any = driver_for(target)
-        connections = AsyncServerConnections(driver, target_name(target), sleep=asyncio.sleep, slots=slots)
-    else:
-        driver = EngineDriver(target)
-        connections = AsyncServerConnections(driver, target_name(target.sync_engine), sleep=asyncio.sleep, slots=slots)
-    try:
-        revision: str | None = revision_of(await connections.fetchall(READ_REVISION, ()))
-    except ConnectionFailedError:
-        raise
-    except StoreError:  # no alembic_version table (yet): the locked path decides
-        revision = None
-    if revision != HEAD_REVISION:
-        migration = _migrate_on_async_engine(target, driver, connections.target, migrate)
-        if isinstance(target, URL):
-            await asyncio.to_thread(asyncio.run, migration)
-        else:
-            await migration
+    driver = driver_for(target)
+    name = target_name(target)
+    asyncio.run(_bring_to_head(AsyncServerConnections(driver, name, max_connections=1), target, migrate))
+    return AsyncServerConnections(driver, name, max_connections=max_connections), Statements.for_dialect(
+        driver.sa_dialect
+    )
+
+
+async def open_engine_async(
+    engine: AsyncEngine, *, migrate: bool, max_connections: int
+) -> tuple[AsyncServerConnections, StatementSet]:
+    """:func:`open_server_async` on a caller's ``AsyncEngine``, on the caller's loop (its pool belongs there)."""
+    from ..sql.async_drivers import EngineDriver
+
+    driver = EngineDriver(engine)
+    connections = AsyncServerConnections(driver, target_name(engine.sync_engine), max_connections=max_connections)
+    await _bring_to_head(connections, engine, migrate)
     return connections, Statements.for_dialect(driver.sa_dialect)
+
+
+async def _bring_to_head(connections: AsyncServerConnections, target: URL | AsyncEngine, migrate: bool) -> None:
+    """Check the revision on ``connections`` and migrate if it is behind; ``connections`` hold no
+    connection afterwards, whatever happened (a failed open leaves no session behind)."""
+    try:
+        try:
+            revision: str | None = revision_of(await connections.fetchall(READ_REVISION, ()))
+        except ConnectionFailedError:
+            raise
+        except StoreError:  # no alembic_version table (yet): the locked path decides
+            revision = None
+    finally:
+        await connections.close()
+    if revision != HEAD_REVISION:
+        await _migrate_on_async_engine(target, connections.driver, connections.target, migrate)
 
 
 async def _migrate_on_async_engine(target: URL | AsyncEngine, driver: Any, name: str, migrate: bool) -> None:

@@ -17,10 +17,16 @@ key's claim at a time.
   before releasing), calls ``fetch()``, stores the result and releases the
   claim. A ``fetch()`` that raises releases the claim too, so the next caller
   fetches at once.
-* While ``fetch()`` runs, the holder renews its lease every third of it
-  (from a thread, or a task on the event loop): a fetch slower than
-  ``lease_seconds`` is still fetched once. A holder that died stops renewing,
-  and its claim is taken over once the lease ends.
+* While ``fetch()`` runs, the holder renews its lease every third of it, from
+  the repository's background thread (:mod:`.background`): a fetch slower than
+  ``lease_seconds`` is still fetched once, whatever the caller's thread or event
+  loop does meanwhile. A holder that died stops renewing, and its claim is taken
+  over once the lease ends. A renewal that fails (the database unreachable) is
+  logged once, on the logger ``animedex_store.rules.flight``, and tried again at the
+  next third; a claim found taken over (the lease ended before a renewal got
+  through) is logged there too, and renewals stop.
+* Every claim statement is idempotent for its holder: run twice (its first
+  reply lost with the connection), it finds the holder's own claim and holds it.
 * Everyone else waits: it polls the row with a backoff (10 ms doubling to
   250 ms), tries to take the claim over at each poll (which succeeds only once
   the lease has ended, e.g. its holder died) and gives up with
@@ -117,6 +123,7 @@ class Flight:
         # What secrets.token_hex(16) returns, without importing secrets (hashlib, hmac, random):
         # this module loads with every repository, and start-up is paid on every CLI call.
         self.holder = os.urandom(16).hex()
+        self._renewal_failed = False  # logged once per flight
 
     async def run(self, wait: float, stale: CachedResponse | None) -> CachedResponse:
         """Fetch, or wait up to ``wait`` seconds for another caller's fetch; ``stale``: the expired
@@ -146,19 +153,19 @@ class Flight:
             # Interrupted (cancelled) while the statement ran: it may have claimed the key all the
             # same, so give the claim up rather than leave it to its lease.
             with contextlib.suppress(StoreError):
-                await self.store.release(self.key, self.holder)
+                await self.runtime.to_the_end(self.store.release(self.key, self.holder))
             raise
 
     async def _fetch_and_store(self, stale: CachedResponse | None) -> CachedResponse:
         try:
             result = await self._holding(stale)
         except BaseException:
-            # The caller hears about the first failure (a cancellation too); an unreleased claim only
-            # waits out its lease.
+            # The caller hears about the first failure (a cancellation too), after the release, which
+            # a second cancellation (the flight's last caller leaving too) does not cut short.
             with contextlib.suppress(StoreError):
-                await self.store.release(self.key, self.holder)
+                await self.runtime.to_the_end(self.store.release(self.key, self.holder))
             raise
-        await self.store.release(self.key, self.holder)
+        await self.runtime.to_the_end(self.store.release(self.key, self.holder))
         return result
 
     async def _holding(self, stale: CachedResponse | None) -> CachedResponse:
@@ -178,7 +185,38 @@ class Flight:
         return await self.store.write(self.key, payload, headers, self.ttl)
 
     async def _renew(self) -> bool:
-        return await self.store.renew(self.key, self.holder, self.lease_ms)
+        """Renew the lease; ``False`` (stop renewing) once the claim is someone else's."""
+        backend, signature = self.key
+        try:
+            held = await self.store.renew(self.key, self.holder, self.lease_ms)
+        except Exception as exc:
+            if not self._renewal_failed:
+                self._renewal_failed = True
+                _log().warning(
+                    "%s: renewing the claim on %r, %r failed (%s); trying again every %.3g s while the fetch "
+                    "runs: if none gets through before the lease ends, another caller may fetch this key too",
+                    self.store.target,
+                    backend,
+                    signature,
+                    exc,
+                    self.lease_ms / 3000,
+                )
+            return True  # the lease has two thirds left: the next renewal may get through
+        if not held:
+            _log().warning(
+                "%s: the claim on %r, %r was taken over while its fetch ran (the lease ended before a "
+                "renewal got through); another caller may be fetching this key too",
+                self.store.target,
+                backend,
+                signature,
+            )
+        return held
+
+
+def _log() -> Any:
+    import logging  # only when something went wrong: the fast path does not load logging
+
+    return logging.getLogger(__name__)
 
 
 def timed_out(target: str, key: Key, wait: float) -> FetchTimeoutError:

@@ -12,6 +12,7 @@ document their methods with the docstrings written here. Standard library only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from ..core.clock import Clock, clock_millis, clock_now, clock_seconds, epoch_seconds, utc_datetime
 from ..core.codecs import check_compression, decode, encode
 from ..core.compiled import Compiled, StatementSet
-from ..core.connections import Connections
+from ..core.connections import ClosedConnections, Connections
 from ..core.listing import EVERY_ROW, KEY_ORDERS, KeyPage
 from ..core.response import CachedResponse, StoredKey
 from ..core.validation import (
@@ -36,7 +37,7 @@ from ..core.validation import (
     encode_headers,
 )
 from .flight import Flight, Key, timed_out
-from .runtime import Runtime
+from .runtime import FlightGone, Runtime
 from .size_cap import SizeCap, check_max_bytes
 
 if TYPE_CHECKING:
@@ -124,7 +125,24 @@ class Operations:
         self.codec = options.codec
         self.runtime = runtime
         self.cap = None if options.max_bytes is None else SizeCap(options.max_bytes, runtime.new_lock())
-        self.flights = _Flights(self)
+        self._pid = os.getpid()
+
+    # -- lifetime -------------------------------------------------------------
+    def detach(self) -> Connections:
+        """The connections, replaced by ones that refuse every call (the repository is closed)."""
+        db, self.db = self.db, ClosedConnections(self.target)
+        return db
+
+    def release(self) -> None:
+        """Close what these operations hold, without waiting or awaiting anything: their connections
+        (an async repository's on every event loop, those of a loop that is gone without it) and the
+        runtime's background thread. What a repository's finalizer runs when nobody references it any
+        more, and what it runs when closed outside its event loop. Idempotent. In a child process after
+        ``os.fork`` nothing is closed: the connections are the parent's (only forgotten)."""
+        db = self.detach()
+        if os.getpid() == self._pid:
+            db.close_now()
+        self.runtime.stop()  # after: what the connections handed its event loop runs before it closes
 
     # -- time ---------------------------------------------------------------
     def now(self) -> datetime:
@@ -374,25 +392,41 @@ class Operations:
             wait = check_seconds("wait_seconds", wait)
         if type(lease) is not float or not 0.0 < lease <= MAX_WAIT_SECONDS:
             lease = check_seconds("lease_seconds", lease, positive=True)
-        found = await self.get_with_meta(backend, signature, include_expired=True)  # checks the key
-        if found is not None and not found.is_stale:
-            return found  # a hit: one read, nothing else
-        key = (backend, signature)
-        if self.runtime.in_flight(key):  # a caller of this process is on it: share its flight
-            if serve_stale and found is not None:
-                return found
+        while True:
+            found = await self.get_with_meta(backend, signature, include_expired=True)  # checks the key
+            if found is not None and not found.is_stale:
+                return found  # a hit: one read, nothing else
+            key = (backend, signature)
+            runtime = self.runtime
             try:
-                return await self.runtime.join(key, wait)
-            except TimeoutError:
-                raise timed_out(self.target, key, wait) from None
-        flight = Flight(self.flights, self.runtime, key, fetch, ttl=ttl, serve_stale=serve_stale, lease_seconds=lease)
-        return await self.runtime.lead(key, flight.run(wait, found))
+                if runtime.in_flight(key):  # a caller of this process is on it: share its flight
+                    if serve_stale and found is not None:
+                        return found
+                    try:
+                        return await runtime.join(key, wait)
+                    except TimeoutError:
+                        raise timed_out(self.target, key, wait) from None
+                flight = Flight(
+                    _Flights(self), runtime, key, fetch, ttl=ttl, serve_stale=serve_stale, lease_seconds=lease
+                )
+                return await runtime.lead(key, flight.run(wait, found))
+            except FlightGone:
+                continue  # cancelled by someone else (close, or its loop ending): start over
 
     async def delete(self, backend: str, signature: str) -> bool:
-        """Delete one row, expired or not; ``True`` if it existed."""
+        """Delete one row, expired or not; whether the row is gone because of this call: ``True`` if
+        this call deleted it, ``False`` if there was none (or another caller deleted it first).
+
+        On a server, a statement whose connection was lost during the call (the
+        server may have run it, and its reply never came) runs once more on a
+        new connection; then ``True`` means the row is gone after that second
+        run, which cannot tell whether the first run deleted it or another
+        caller did in between (it was there when this call began, or it was not
+        and the first run never reached the server).
+        """
         check_key("backend", backend)
         check_key("signature", signature)
-        return await self.db.execute(self.sql.delete, (backend, signature)) > 0
+        return await self.db.remove(self.sql.delete, (backend, signature))
 
     async def delete_many(self, backend: str, signatures: Iterable[str]) -> int:
         """Delete the rows of ``signatures`` (expired or not, missing ones ignored) in one statement per
@@ -512,7 +546,7 @@ class Operations:
             return None
         if codec:
             payload = decode(payload, codec, self.target, (backend, signature))
-        return CachedResponse.from_row(payload, headers, fetched_at, expires_at, now)
+        return CachedResponse.from_row(payload, headers, fetched_at, expires_at, now, (self.target, backend, signature))
 
     async def get_model(self, backend: str, signature: str, model_type: type[ModelT]) -> ModelT | None:
         """The stored model re-validated with ``model_type.model_validate_json``, or ``None``."""
@@ -631,13 +665,19 @@ class KeyListing:
 
 
 class _Flights:
-    """The operations as :class:`~animedex_store.rules.flight.FlightStore` sees them: one key's row and
-    its claim in ``cache_locks``, nothing else."""
+    """The operations as one flight's :class:`~animedex_store.rules.flight.FlightStore` sees them: one
+    key's row and its claim in ``cache_locks``, nothing else.
 
-    __slots__ = ("_operations",)
+    Made per flight (the operations keep no reference to it: no cycle keeps a
+    dropped repository alive), on the connections of the moment: a flight that
+    a closing repository cancels still releases its claim on them as it unwinds.
+    """
+
+    __slots__ = ("_operations", "_db")
 
     def __init__(self, operations: Operations) -> None:
         self._operations = operations
+        self._db = operations.db
 
     @property
     def target(self) -> str:
@@ -661,21 +701,20 @@ class _Flights:
         return CachedResponse.from_row(payload, blob, now, now + ttl, now)
 
     async def claim(self, key: Key, holder: str, lease_ms: int) -> bool:
-        # One atomic statement (two on MariaDB/MySQL, each atomic): a new claim, or a
-        # takeover of one whose lease has ended.
+        # One atomic statement (two on MariaDB/MySQL, each atomic): a new claim, a takeover of one
+        # whose lease has ended, or our own again (the same statement run twice: its first reply lost).
         operations = self._operations
         now_ms = operations.now_ms()
         values = (*key, holder, now_ms + lease_ms, now_ms)
-        if await operations.db.execute(operations.sql.claim, values) == 1:
+        if await self._db.execute(operations.sql.claim, values) == 1:
             return True
         takeover = operations.sql.claim_takeover
-        return takeover is not None and await operations.db.execute(takeover, values) == 1
+        return takeover is not None and await self._db.execute(takeover, values) == 1
 
     async def renew(self, key: Key, holder: str, lease_ms: int) -> bool:
         operations = self._operations
         values = (*key, holder, operations.now_ms() + lease_ms)
-        return await operations.db.execute(operations.sql.renew, values) == 1
+        return await self._db.execute(operations.sql.renew, values) == 1
 
     async def release(self, key: Key, holder: str) -> None:
-        operations = self._operations
-        await operations.db.execute(operations.sql.release, (*key, holder))
+        await self._db.execute(self._operations.sql.release, (*key, holder))

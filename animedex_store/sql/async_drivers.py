@@ -12,17 +12,25 @@ between calls in autocommit and adds what every engine gets (retries, limits).
 
 A caller's ``AsyncEngine`` is used as it is (:class:`EngineDriver`): a connection
 of its pool per call, through SQLAlchemy.
+
+A connection belongs to the event loop it was made on (its transport is
+registered there). Dropping one whose loop is gone (:meth:`AsyncpgDriver.abandon`)
+shuts its socket down (the server ends the session at once) and closes it
+directly: the transport's own ``abort()`` would need the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import shlex
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+import socket
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..core.compiled import Compiled
+from ..errors import EventLoopError
 from .servers import Kind
 
 if TYPE_CHECKING:
@@ -40,6 +48,7 @@ ASYNC_DRIVERS = {
 }
 #: Query parameters of a URL that only a sync driver understands.
 _SYNC_ONLY_QUERY = frozenset({"ssl_disabled"})
+T = TypeVar("T")
 # MariaDB/MySQL client errors that mean the connection is gone: 2006 server has gone away,
 # 2013 lost connection during query, 2055 lost connection at reading.
 _MYSQL_GONE = frozenset({2006, 2013, 2055})
@@ -112,7 +121,7 @@ class AsyncpgDriver:
         return await self._asyncpg.connect(**self._keywords)
 
     async def connect(self, *, autocommit: bool = False) -> Any:
-        return await self.native_connect()
+        return await _connect_apart(self.native_connect(), self.discard)
 
     async def run(self, connection: Any, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
         # Cancelled while asyncpg waits for the server, the call would have asyncpg cancel the query
@@ -157,6 +166,63 @@ class AsyncpgDriver:
         gone = (self._asyncpg.ConnectionDoesNotExistError, self._asyncpg.ConnectionFailureError, OSError)
         return bool(connection.is_closed()) or isinstance(error, gone)
 
+    def is_closed(self, connection: Any) -> bool:
+        return bool(connection.is_closed())
+
+    def end_session(self, connection: Any) -> None:
+        """Tell the server the session ends (its socket shut down), from any thread, at once."""
+        _shut_down(connection._transport)
+
+    def abandon(self, connection: Any) -> None:
+        """Close a connection whose event loop is closed: its socket directly."""
+        _close_without_loop(connection._transport)
+        connection._aborted = True  # what terminate() records; asyncpg's __del__ then has nothing to warn about
+
+
+async def _connect_apart(connecting: Coroutine[Any, Any, T], close: Callable[[T], object]) -> T:
+    """``await connecting`` in a task of its own. The drivers connect through ``asyncio.wait_for``,
+    which before Python 3.12 swallows a cancellation that arrives as the connection completes (the
+    caller then goes on as if never cancelled); shielded, the caller is cancelled at once, and a
+    connection that arrives after that is closed."""
+    task = asyncio.ensure_future(connecting)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+
+        def close_unwanted(done: asyncio.Future[T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                close(done.result())
+
+        task.add_done_callback(close_unwanted)
+        raise
+
+
+def _close_asyncmy(connection: Any) -> None:
+    connection.close()  # the socket, at once
+
+
+def _shut_down(transport: Any) -> None:
+    """Shut a connection's socket down: the server sees the session end now. The file descriptor
+    stays open for the transport (or :func:`_close_without_loop`) to close."""
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _close_without_loop(transport: Any) -> None:
+    """Close a transport's socket when its event loop is closed (``abort()`` would schedule the close
+    on that loop and raise). asyncio's selector transports keep the socket as ``_sock``; cleared, the
+    transport's ``__del__`` has nothing left to close or warn about."""
+    if transport is None:
+        return
+    _shut_down(transport)
+    sock = getattr(transport, "_sock", None)
+    if isinstance(sock, socket.socket):
+        sock.close()
+        with contextlib.suppress(AttributeError):
+            transport._sock = None
+
 
 def _consume(call: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of a call nobody waits for any more (its connection was closed)."""
@@ -197,7 +263,7 @@ class AsyncmyDriver:
         return await self._asyncmy.connect(**self._keywords, autocommit=autocommit)
 
     async def connect(self, *, autocommit: bool = False) -> _Cursored:
-        connection = await self.native_connect()
+        connection = await _connect_apart(self.native_connect(), _close_asyncmy)
         return _Cursored(connection, connection.cursor())
 
     async def run(self, held: _Cursored, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
@@ -229,12 +295,35 @@ class AsyncmyDriver:
         code = error.args[0] if error.args and isinstance(error.args[0], int) else None
         return not held.connection.connected or code in _MYSQL_GONE or isinstance(error, OSError)
 
+    def is_closed(self, held: _Cursored) -> bool:
+        return not held.connection.connected
+
+    def end_session(self, held: _Cursored) -> None:
+        """Tell the server the session ends (its socket shut down), from any thread, at once."""
+        _shut_down(held.connection._transport)
+
+    def abandon(self, held: _Cursored) -> None:
+        """Close a connection whose event loop is closed: its socket directly."""
+        connection = held.connection
+        _close_without_loop(connection._transport)
+        connection._transport = None  # what close() records
+        connection._connected = False
+
 
 class EngineDriver:
     """A caller's ``AsyncEngine``, used as it is: a connection of its pool per call, through
-    SQLAlchemy (``exec_driver_sql``); writes commit, reads roll back on return."""
+    SQLAlchemy (``exec_driver_sql``); writes commit, reads roll back on return.
+
+    Its pooled connections belong to the event loop that made them (SQLAlchemy:
+    "Using multiple asyncio event loops"), and a driver used from another loop
+    fails, or hangs (asyncmy). So a pooled engine serves one loop at a time: from
+    another loop while its pool still holds the first one's connections, the call
+    raises an :class:`~animedex_store.errors.EventLoopError` that says what to do
+    (an engine per loop, ``poolclass=NullPool``, or ``await engine.dispose()``
+    between loops), before the driver is touched."""
 
     holds = False
+    any_loop = False  # the repository renews leases on the caller's loop
 
     def __init__(self, engine: AsyncEngine) -> None:
         from sqlalchemy.exc import DBAPIError
@@ -244,14 +333,49 @@ class EngineDriver:
         self.dialect = engine.dialect.name
         self.error = DBAPIError
         self._closing: set[asyncio.Task[None]] = set()
+        self._pooled = type(engine.sync_engine.pool).__name__ != "NullPool"
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a pooled engine serves now
+
+    def _check_loop(self) -> None:
+        """Refuse a pooled engine's use from a second loop while it holds the first one's connections."""
+        loop = asyncio.get_running_loop()
+        if not self._pooled or self._loop is loop:
+            return
+        pool: Any = self._engine.sync_engine.pool
+        held = getattr(pool, "checkedin", lambda: 0)() + getattr(pool, "checkedout", lambda: 0)()
+        if self._loop is not None and held:
+            raise self._other_loop(RuntimeError("its pool holds connections made on another event loop"))
+        self._loop = loop
 
     async def connect(self, *, autocommit: bool = False) -> AsyncConnection:
-        connection = await self._engine.connect()
-        if autocommit:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        self._check_loop()
+        try:
+            connection = await self._engine.connect()
+            if autocommit:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+        except RuntimeError as exc:
+            raise self._other_loop(exc) from exc
         return connection
 
     async def run(self, connection: AsyncConnection, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
+        try:
+            return await self._run(connection, kind, statement, values)
+        except RuntimeError as exc:
+            raise self._other_loop(exc) from exc
+
+    def _other_loop(self, error: RuntimeError) -> EventLoopError:
+        from .engine import target_name
+
+        name = target_name(self._engine.sync_engine)
+        return EventLoopError(
+            f"{name}: the AsyncEngine's connection belongs to another event loop ({error}); give each event "
+            "loop an AsyncEngine of its own, create the engine with poolclass=NullPool, await "
+            "engine.dispose() before another loop uses it, or pass a URL (the repository then keeps "
+            "connections per loop)",
+            target=name,
+        )
+
+    async def _run(self, connection: AsyncConnection, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
         if kind == "many":
             await connection.exec_driver_sql(statement.sql, [statement.bind(row) for row in values])
             await connection.commit()
@@ -275,3 +399,12 @@ class EngineDriver:
 
     def is_disconnect(self, error: BaseException, connection: AsyncConnection) -> bool:
         return bool(getattr(error, "connection_invalidated", False))
+
+    def is_closed(self, connection: AsyncConnection) -> bool:
+        return False  # never held: checked out of the pool, which pre-pings as its owner set it
+
+    def end_session(self, connection: AsyncConnection) -> None:
+        """Never called: nothing is held."""
+
+    def abandon(self, connection: AsyncConnection) -> None:
+        """Never called: nothing is held."""

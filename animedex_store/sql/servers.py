@@ -14,12 +14,20 @@ On an engine we created, connections are kept between calls in autocommit
 (:class:`HeldServerConnections`); on a caller's engine, checked out of its pool
 as its settings say (:class:`PooledConnections`). A SQLite ``Engine`` (in
 memory, or a caller's) runs on one held connection like the fast path.
+
+A held connection that sits idle for :data:`IDLE_CONNECTION_SECONDS` is closed
+(by the repository's background thread, or by its event loop's timer), so a
+repository that goes quiet gives its server sessions back. An async
+repository's connections belong to the event loop that made them:
+:class:`AsyncServerConnections` keeps a :class:`ServerConnections` per loop, and
+drops those of a loop that is gone without awaiting it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import random
 import sqlite3
 import time
@@ -27,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from ..core.compiled import Compiled
-from ..core.connections import AsyncConnections, BlockingConnections, Connections
+from ..core.connections import AsyncConnections, BlockingConnections, Connections, Schedule
 from ..errors import StoreError, UnstorableValueError, is_deadlock, store_error
 from ..fastpath.connection import SharedSqliteConnection
 from .engine import StoreEngine
@@ -43,11 +51,18 @@ __all__ = [
     "PooledConnections",
     "HeldServerConnections",
     "DEADLOCK_ATTEMPTS",
+    "IDLE_CONNECTION_SECONDS",
     "connections_for",
 ]
 
 #: Tries of a server statement the server rolled back as a deadlock victim.
 DEADLOCK_ATTEMPTS = 5
+#: A held server connection unused this long is closed. A minute: a burst's extra connections go
+#: back soon after it, a repository that goes quiet holds no session, and one in steady use (a call a
+#: minute or more) keeps its connection; and far below the servers' own idle cuts (MariaDB's
+#: ``wait_timeout`` is 8 hours, PgBouncer's ``server_idle_timeout`` 10 minutes), so a connection we
+#: keep is one the server keeps too. A module constant, not an option: nothing to tune per repository.
+IDLE_CONNECTION_SECONDS = 60.0
 # MariaDB/MySQL never accept a max_allowed_packet below 1 KiB: smaller statements are not asked about.
 _SMALLEST_PACKET_LIMIT = 1024
 _MAX_ALLOWED_PACKET = Compiled("SELECT @@max_allowed_packet", tuple)
@@ -91,12 +106,17 @@ class Driver(Protocol):
     def is_disconnect(self, error: BaseException, connection: Any) -> bool:
         """The server dropped the session (restart, idle timeout, a killed backend)."""
 
+    def is_closed(self, connection: Any) -> bool:
+        """Known closed before use (an event loop saw the server hang up): not worth a try."""
+
 
 class ServerConnections(Connections):
     """A connection per call from ``driver``, with the retries every engine gets.
 
     ``sleep`` pauses between deadlock retries (the runtime's: blocking or async);
-    ``slots``, when given, bounds the connections in use at once (``async with``).
+    ``slots``, when given, bounds the connections in use at once (``async with``);
+    ``schedule``, when given, closes held connections idle for
+    :data:`IDLE_CONNECTION_SECONDS` (see :meth:`schedule_with`).
     """
 
     def __init__(
@@ -106,14 +126,19 @@ class ServerConnections(Connections):
         *,
         sleep: Callable[[float], Awaitable[None]],
         slots: Any = None,
+        schedule: Schedule | None = None,
     ) -> None:
         self.driver = driver
         self.target = target
         self._sleep = sleep
         self._slots = slots
-        self.idle: list[Any] = []  # held connections not in use (list.pop/append are atomic: no lock)
+        # Held connections not in use, each with when it went idle, the most recent last
+        # (list.pop/append/insert are atomic: no lock).
+        self.idle: list[tuple[Any, float]] = []
         self.in_use: set[Any] = set()  # connections taken by calls under way (set.add/discard are atomic)
         self._closed = False
+        self._schedule = schedule
+        self._sweep_due = False
 
     async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
         row: Sequence[Any] | None = await self._run("one", statement, values)
@@ -131,6 +156,10 @@ class ServerConnections(Connections):
         count: int = await self._run("many", statement, rows)
         return count
 
+    async def remove(self, statement: Compiled, values: Sequence[Any]) -> bool:
+        removed: bool = await self._run("removed", statement, values)
+        return removed
+
     async def _run(self, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
         for attempt in itertools.count(1):
             try:
@@ -145,16 +174,20 @@ class ServerConnections(Connections):
             # A random pause keeps the same pair of writers from colliding again at once.
             await self._sleep(random.uniform(0, 0.005 * attempt))
 
-    async def _once(self, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
+    async def _once(self, kind: Kind, statement: Compiled, values: Sequence[Any], *, again: bool = False) -> Any:
         """One try on one connection; driver errors propagate untranslated.
 
-        A held connection the server dropped while it sat idle fails with a
-        disconnect: then every idle connection is closed and the call runs once
-        more on a fresh one. Every statement the repository runs may run twice
-        (upserts, reads, deletes by condition)."""
+        A held connection the server dropped (while it sat idle, or during the
+        call: its reply lost) fails with a disconnect: then every idle
+        connection is closed and the call runs once more on a fresh one. Every
+        statement the repository runs has the same effect run twice (upserts,
+        reads, deletes by condition, a claim by the same holder, renewals and
+        releases of its own claim); a ``"removed"`` delete that ran ``again``
+        answers ``True`` when the row is gone (see
+        :meth:`~animedex_store.core.connections.Connections.remove`)."""
         connection, reused = await self._take()
         try:
-            result = await self.driver.run(connection, kind, statement, values)
+            result = await self.driver.run(connection, "count" if kind == "removed" else kind, statement, values)
         except self.driver.error as exc:
             if not self.driver.is_disconnect(exc, connection):
                 await self._give_back(connection)
@@ -163,22 +196,26 @@ class ServerConnections(Connections):
             if not reused:
                 raise
             self._close_idle()  # the server dropped them too, most likely
-            return await self._once(kind, statement, values)
+            return await self._once(kind, statement, values, again=True)
         except BaseException:
             self._discard(connection)  # cancelled part way: what it holds is unknown
             raise
         await self._give_back(connection)
-        return result
+        return (result > 0 or again) if kind == "removed" else result
 
     async def _take(self, *, autocommit: bool = False) -> tuple[Any, bool]:
         """``(connection, reused)``: an idle held connection, else a new one."""
         if self.driver.holds:
-            try:
-                connection = self.idle.pop()
+            while True:
+                try:
+                    connection, _since = self.idle.pop()
+                except IndexError:
+                    break
+                if self.driver.is_closed(connection):  # hung up while idle: no statement is risked on it
+                    self.driver.discard(connection)
+                    continue
                 self.in_use.add(connection)
                 return connection, True
-            except IndexError:
-                pass
         try:
             connection = await self.driver.connect(autocommit=autocommit)
         except Exception as exc:
@@ -193,18 +230,50 @@ class ServerConnections(Connections):
         elif self._closed:
             self.driver.discard(connection)
         else:
-            self.idle.append(connection)
+            self.idle.append((connection, time.monotonic()))
+            if not self._sweep_due and self._schedule is not None:
+                self._sweep_due = True
+                self._schedule(IDLE_CONNECTION_SECONDS, self.sweep)
 
     def _discard(self, connection: Any) -> None:
         self.in_use.discard(connection)
         self.driver.discard(connection)
 
     def _close_idle(self) -> None:
-        while self.idle:
+        for connection in self.take_idle():
+            self.driver.discard(connection)
+
+    def take_idle(self) -> list[Any]:
+        """Every idle connection, taken out of the idle list."""
+        taken = []
+        while True:
             try:
-                self.driver.discard(self.idle.pop())
-            except IndexError:  # another thread took the last one
-                break
+                taken.append(self.idle.pop()[0])
+            except IndexError:  # empty (another thread may have taken the last one)
+                return taken
+
+    def schedule_with(self, schedule: Schedule) -> None:
+        """Close held connections idle for :data:`IDLE_CONNECTION_SECONDS`, looked at through
+        ``schedule`` (the repository's background thread)."""
+        self._schedule = schedule
+
+    def sweep(self) -> None:
+        """Close the held connections idle for :data:`IDLE_CONNECTION_SECONDS` or more, oldest first, and
+        look again when the next one will be."""
+        self._sweep_due = False
+        limit = time.monotonic() - IDLE_CONNECTION_SECONDS
+        while True:
+            try:
+                connection, since = self.idle.pop(0)
+            except IndexError:
+                return
+            if since > limit:  # in use since: back, and look again when it will have sat long enough
+                self.idle.insert(0, (connection, since))
+                if self._schedule is not None and not self._closed:
+                    self._sweep_due = True
+                    self._schedule(since - limit, self.sweep)
+                return
+            self.driver.discard(connection)
 
     async def _error_for(self, exc: BaseException, rows: Sequence[Sequence[Any]]) -> StoreError:
         """:func:`store_error`, except that a statement over MariaDB/MySQL's ``max_allowed_packet``
@@ -270,11 +339,84 @@ class ServerConnections(Connections):
         self._close_idle()
 
 
-class AsyncServerConnections(ServerConnections, AsyncConnections):
-    """Server connections of a native async driver (or a caller's ``AsyncEngine``)."""
+class AsyncServerConnections(AsyncConnections):
+    """Server connections of a native async driver (or a caller's ``AsyncEngine``), one
+    :class:`ServerConnections` per event loop that calls: its held connections, its bound of
+    ``max_connections`` in use at once, its idle timer. Those of a loop that is gone (closed) are
+    dropped without it: the sockets are closed directly, and the server ends the sessions at once."""
+
+    def __init__(self, driver: Any, target: str, *, max_connections: int) -> None:
+        import asyncio
+
+        from ..rules.loops import PerLoop
+
+        self.driver = driver
+        self.target = target
+        self.any_loop = getattr(driver, "any_loop", True)
+        self._asyncio = asyncio
+        self._max_connections = max_connections
+        self._loops: PerLoop[ServerConnections] = PerLoop(self._new_loop, self._drop_loop)
+        self._pid = os.getpid()
+
+    def _new_loop(self) -> ServerConnections:
+        from ..rules.loops import schedule_on
+
+        asyncio = self._asyncio
+        return ServerConnections(
+            self.driver,
+            self.target,
+            sleep=asyncio.sleep,
+            slots=asyncio.Semaphore(self._max_connections),
+            schedule=schedule_on(asyncio.get_running_loop()),
+        )
+
+    def _drop_loop(self, state: ServerConnections, loop: Any) -> None:
+        from ..rules.loops import call_on, same_process
+
+        state._closed = True  # connections still in use there close as they come back
+        idle = state.take_idle()
+        if not idle or not same_process(self._pid):
+            return  # after os.fork: the parent's sessions, not ours to end
+        driver = self.driver
+        for connection in idle:
+            driver.end_session(connection)  # the server ends it now, whatever becomes of the loop
+
+        def discard() -> None:
+            for connection in idle:
+                driver.discard(connection)
+
+        if not call_on(loop, discard):
+            for connection in idle:
+                driver.abandon(connection)  # its loop is closed: nothing will run there again
+
+    @property
+    def in_use(self) -> set[Any]:
+        """Connections taken by calls under way, on every loop."""
+        return set().union(*(state.in_use for state in self._loops.states()))
+
+    async def fetchone(self, statement: Compiled, values: Sequence[Any]) -> Sequence[Any] | None:
+        return await self._loops.get().fetchone(statement, values)
+
+    async def fetchall(self, statement: Compiled, values: Sequence[Any]) -> list[Sequence[Any]]:
+        return await self._loops.get().fetchall(statement, values)
+
+    async def execute(self, statement: Compiled, values: Sequence[Any]) -> int:
+        return await self._loops.get().execute(statement, values)
+
+    async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
+        return await self._loops.get().executemany(statement, rows)
+
+    async def remove(self, statement: Compiled, values: Sequence[Any]) -> bool:
+        return await self._loops.get().remove(statement, values)
+
+    async def vacuum(self) -> int | None:
+        return await self._loops.get().vacuum()
 
     async def close(self) -> None:
-        self.discard_all()
+        self.close_now()  # this loop's connections close at once too: closing one never waits
+
+    def close_now(self) -> None:
+        self._loops.drop_all()
 
 
 class _Held(NamedTuple):
@@ -345,6 +487,9 @@ class _EngineDriver:
 
     def discard(self, held: _Held) -> None:
         held.connection.invalidate()  # the pool must not hand this connection out again
+
+    def is_closed(self, held: _Held) -> bool:
+        return False  # a blocking driver learns of a hang-up only by using the connection
 
     def is_disconnect(self, error: BaseException, held: _Held) -> bool:
         # psycopg's dialect can tell only by looking at the connection (closed or broken).

@@ -127,10 +127,15 @@ def _on_conflict_update(
 
 
 def _claim(dialect: Dialect) -> ClauseElement:
-    """Claim a key in one statement: insert a claim, or take over one whose lease has ended.
+    """Claim a key in one statement: insert a claim, or take over one whose lease has ended or that
+    is the same holder's already.
 
-    SQLite and PostgreSQL: an upsert whose update only happens when the lease
-    ended; rowcount 1 = claimed, 0 = another caller's live claim. MariaDB/MySQL:
+    The last case makes a claim idempotent: a claim that committed but whose
+    reply was lost with its connection runs again (see
+    :mod:`animedex_store.sql.servers`) and finds its own claim, which it holds,
+    instead of another caller's to wait for. SQLite and PostgreSQL: an upsert
+    whose update only happens when the lease ended or the holder is the same;
+    rowcount 1 = claimed, 0 = another caller's live claim. MariaDB/MySQL:
     ``INSERT IGNORE`` (the primary key decides: 1 inserted, 0 a claim exists),
     followed by :func:`_take_over` when it inserted nothing. Not an
     ``ON DUPLICATE KEY UPDATE``: SQLAlchemy's MySQL drivers connect with
@@ -143,19 +148,26 @@ def _claim(dialect: Dialect) -> ClauseElement:
 
         # IGNORE would also turn bad data into warnings; every value here was checked before.
         return insert(_locks).values(values).prefix_with("IGNORE")
-    return _on_conflict_update(_locks, dialect, values, ("holder", "lease_until"), where=lambda _excluded: _lease_ended)
+    return _on_conflict_update(
+        _locks,
+        dialect,
+        values,
+        ("holder", "lease_until"),
+        where=lambda excluded: or_(_lease_ended, _locks.c.holder == excluded.holder),
+    )
 
 
 def _take_over() -> ClauseElement:
-    """MariaDB/MySQL's second half of a claim: take over a claim whose lease has ended.
+    """MariaDB/MySQL's second half of a claim: take over a claim whose lease has ended, or hold our own.
 
     Atomic on its own: InnoDB re-reads the row under its lock, so of two callers
     only the first sees the lease ended; the rowcount (rows matched, under
-    ``CLIENT_FOUND_ROWS``) is 1 for it and 0 for the other.
+    ``CLIENT_FOUND_ROWS``) is 1 for it (and for the holder itself, run again)
+    and 0 for the other.
     """
     return (
         update(_locks)
-        .where(*_lock_key_matches, _lease_ended)
+        .where(*_lock_key_matches, or_(_lease_ended, _locks.c.holder == bindparam("holder")))
         .values(holder=bindparam("holder"), lease_until=bindparam("lease_until"))
     )
 
@@ -487,13 +499,14 @@ class Statements:
     # Single flight (get_or_fetch): claims in cache_locks. Times are epoch milliseconds.
     @cached_property
     def claim(self) -> Compiled:
-        """Claim a key (values: backend, signature, holder, lease_until, now_ms); rowcount 1 = claimed."""
+        """Claim a key (values: backend, signature, holder, lease_until, now_ms); rowcount 1 = claimed
+        (a new claim, a takeover of an ended lease, or the holder's own claim again)."""
         return _compile(_claim(self._dialect), self._dialect, _CLAIM_NAMES)
 
     @cached_property
     def claim_takeover(self) -> Compiled | None:
-        """MariaDB/MySQL only, after a :attr:`claim` that counted 0: take over an ended lease
-        (same values); ``None`` where :attr:`claim` does both in one statement."""
+        """MariaDB/MySQL only, after a :attr:`claim` that counted 0: take over an ended lease, or hold
+        the holder's own claim (same values); ``None`` where :attr:`claim` does both in one statement."""
         if self._dialect.name not in ("mysql", "mariadb"):
             return None
         return _compile(_take_over(), self._dialect, _CLAIM_NAMES)
