@@ -188,6 +188,13 @@ def is_deadlock(exc: BaseException) -> bool:
     return getattr(original, "sqlstate", None) in _DEADLOCK_SQLSTATES or _mysql_code(original) in _DEADLOCK_MYSQL_CODES
 
 
+#: Driver error classes, by name, that mean the connection failed or was lost: the DB-API's
+#: OperationalError (psycopg, PyMySQL, asyncmy), and asyncpg's own.
+_CONNECTION_LOST = frozenset(
+    {"OperationalError", "ConnectionDoesNotExistError", "ConnectionFailureError", "PostgresConnectionError"}
+)
+
+
 def store_error(exc: BaseException, target: str) -> StoreError:
     """Translate a driver or SQLAlchemy error into a :class:`StoreError` naming ``target``.
 
@@ -219,6 +226,6 @@ def store_error(exc: BaseException, target: str) -> StoreError:
         _LOCK_TIMEOUT_MYSQL_CODES
     ):
         return DatabaseLockedError(f"{target}: timed out waiting for another writer's lock ({message})", target=target)
-    if getattr(exc, "connection_invalidated", False) or "OperationalError" in kinds:
+    if getattr(exc, "connection_invalidated", False) or kinds & _CONNECTION_LOST or isinstance(original, OSError):
         return ConnectionFailedError(f"database error on {target}: {message}", target=target)
     return StoreError(f"database error on {target}: {message}", target=target)

@@ -110,3 +110,55 @@ def test_an_async_delete_whose_reply_was_lost_answers_true(url: str) -> None:
             return [deleted, lost.lost, await repository.get("b", "k"), await repository.delete("b", "k")]
 
     assert asyncio.run(use()) == [True, 1, None, False]
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_a_compare_and_swap_whose_reply_was_lost_is_never_run_twice(url: str, side: str) -> None:
+    """``modify`` (Django's ``incr``): a second run would find its own payload and add again. It is not
+    run again: the call fails with ``ConnectionFailedError``, and the counter moved once."""
+    from animedex_store.errors import ConnectionFailedError
+
+    def add_one(payload: bytes) -> bytes:
+        return str(int(payload) + 1).encode()
+
+    async def use() -> tuple[int, bytes | None]:
+        async with AsyncCacheRepository(url) as repository:
+            await repository.set("b", "counter", b"41", ttl_seconds=60)
+            operations: Any = repository._ops
+            lost = LoseOneReply(operations.db.driver, operations.sql.swap)
+            with pytest.raises(ConnectionFailedError):
+                await repository.modify("b", "counter", add_one)
+            return lost.lost, await repository.get("b", "counter")
+
+    if side == "async":
+        assert asyncio.run(use()) == (1, b"42")
+        return
+    with CacheRepository(url) as repository:
+        repository.set("b", "counter", b"41", ttl_seconds=60)
+        lost = LoseOneReply(repository._db.driver, repository._sql.swap)  # type: ignore[attr-defined]
+        with pytest.raises(ConnectionFailedError):
+            repository.modify("b", "counter", add_one)
+        assert (lost.lost, repository.get("b", "counter")) == (1, b"42")
+
+
+def test_an_insert_where_no_row_is_whose_reply_was_lost_is_never_run_twice(url: str) -> None:
+    """``set_if_missing`` (Django's ``add``): a second run would find its own row and answer False."""
+    from animedex_store.errors import ConnectionFailedError
+
+    with CacheRepository(url) as repository:
+        lost = LoseOneReply(repository._db.driver, repository._sql.insert_missing)  # type: ignore[attr-defined]
+        with pytest.raises(ConnectionFailedError):
+            repository.set_if_missing("b", "k", b"added", ttl_seconds=60)
+        assert (lost.lost, repository.get("b", "k")) == (1, b"added")
+        assert repository.set_if_missing("b", "k", b"again", ttl_seconds=60) is False
+
+
+def test_a_connection_dropped_while_idle_is_found_out_before_a_statement_that_must_not_run_twice(url: str) -> None:
+    """The held connection the server dropped while it sat idle: one round trip finds it out, and the
+    compare-and-swap runs once, on a fresh connection, without an error."""
+    with CacheRepository(url) as repository:
+        repository.set("b", "counter", b"1", ttl_seconds=60)
+        for connection, _since in repository._db.idle:  # type: ignore[attr-defined]
+            _shut_down(connection)
+        assert repository.modify("b", "counter", lambda payload: payload + b"0") == b"10"
+        assert repository.get("b", "counter") == b"10"

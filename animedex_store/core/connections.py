@@ -56,6 +56,18 @@ class Connections:
         """
         return await self.execute(statement, values) > 0
 
+    async def execute_once(self, statement: Compiled, values: Sequence[Any]) -> int:
+        """:meth:`execute` for a statement whose second run would not have the effect of one (a
+        compare-and-swap, an insert only where no row is): never run twice.
+
+        Where a statement can run twice (a server statement whose reply was lost with its connection
+        runs again on a fresh one), this one is not run again: the call raises
+        :class:`~animedex_store.errors.ConnectionFailedError`, and whether the write took effect is then
+        unknown (it took effect once, or not at all). A held connection the server dropped while it
+        sat idle is found out first (one round trip), so that case is not a failure.
+        """
+        return await self.execute(statement, values)
+
     async def vacuum(self) -> int | None:
         """Give deleted rows' space back: bytes reclaimed, or ``None`` where the engine cannot tell."""
         raise NotImplementedError

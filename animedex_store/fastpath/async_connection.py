@@ -50,7 +50,7 @@ from typing import Any, TypeVar, cast
 
 from ..core.blocking import run_blocking
 from ..core.compiled import Compiled
-from ..core.connections import AsyncConnections, BlockingConnections
+from ..core.connections import AsyncConnections, BlockingConnections, Connections
 from ..errors import DatabaseLockedError, StoreError, sqlite_result_code
 from ..rules.loops import PerLoop
 from .connection import SharedSqliteConnection
@@ -188,6 +188,12 @@ class ThreadedConnections(AsyncConnections):
     async def executemany(self, statement: Compiled, rows: Sequence[Sequence[Any]]) -> int:
         return await self._on_thread(self.blocking.executemany(statement, rows))
 
+    async def remove(self, statement: Compiled, values: Sequence[Any]) -> bool:
+        return await self._on_thread(self.blocking.remove(statement, values))
+
+    async def execute_once(self, statement: Compiled, values: Sequence[Any]) -> int:
+        return await self._on_thread(self.blocking.execute_once(statement, values))
+
     async def vacuum(self) -> int | None:
         return await self._on_thread(self.blocking.vacuum())
 
@@ -214,6 +220,10 @@ class _InlineFirst(ThreadedConnections):
 
     What the bound stopped is remembered per kind of call (``_long``: kind -> statement -> until when)
     and goes straight to the thread meanwhile."""
+
+    # SQLite never runs a statement twice: both are execute's, inline first like it.
+    remove = Connections.remove
+    execute_once = Connections.execute_once
 
     def __init__(self, blocking: BlockingConnections) -> None:
         super().__init__(blocking)

@@ -186,6 +186,8 @@ class Operations:
         Atomic: of several callers (threads, processes, machines) adding one key at once, one stores
         it. One statement on SQLite and PostgreSQL (an upsert that replaces only an expired row), two
         on MariaDB/MySQL (``INSERT IGNORE``, then the replacement of an expired row), each atomic.
+        Never run twice: a server connection lost during the call raises
+        :class:`~animedex_store.errors.ConnectionFailedError`, the row stored once or not at all.
         """
         return await self._write(backend, signature, payload, _EMPTY_HEADERS, ttl_seconds, _IF_MISSING)
 
@@ -219,10 +221,11 @@ class Operations:
             return True
         if how == _REPLACE:
             return await self.db.execute(self.sql.replace, values) > 0
-        if await self.db.execute(self.sql.insert_missing, values) == 1:
+        # Never run twice (a second run would find this call's own row and answer False).
+        if await self.db.execute_once(self.sql.insert_missing, values) == 1:
             return True
         replace_expired = self.sql.replace_expired
-        return replace_expired is not None and await self.db.execute(replace_expired, values) == 1
+        return replace_expired is not None and await self.db.execute_once(replace_expired, values) == 1
 
     async def touch(self, backend: str, signature: str, *, ttl_seconds: int) -> bool:
         """Give a live row ``ttl_seconds`` more from now, its payload and headers as they are; ``True`` if
@@ -242,7 +245,9 @@ class Operations:
         while the row still holds the payload read (one ``UPDATE`` on every engine). When another
         writer changed it in between, the row is read again and ``change`` called again with what it
         holds now, so ``change`` must be a pure function of the payload; an exception from it
-        propagates, nothing written. Two callers adding one to a counter at once both count.
+        propagates, nothing written. Two callers adding one to a counter at once both count. The swap
+        is never run twice: a server connection lost during it raises
+        :class:`~animedex_store.errors.ConnectionFailedError`, the change made once or not at all.
         """
         check_key("backend", backend)
         check_key("signature", signature)
@@ -264,7 +269,8 @@ class Operations:
             if cap is not None:
                 cap.check_fits(len(stored))
             values = (backend, signature, stored, codec, expected, expected_codec, now)
-            if await self.db.execute(self.sql.swap, values) == 1:
+            # Never run twice: a second run would find this call's own payload, and change it again.
+            if await self.db.execute_once(self.sql.swap, values) == 1:
                 if cap is not None:
                     await cap.grew(self.db, self.sql, len(stored) - len(expected), key)
                 return changed

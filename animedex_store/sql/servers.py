@@ -66,6 +66,9 @@ IDLE_CONNECTION_SECONDS = 60.0
 # MariaDB/MySQL never accept a max_allowed_packet below 1 KiB: smaller statements are not asked about.
 _SMALLEST_PACKET_LIMIT = 1024
 _MAX_ALLOWED_PACKET = Compiled("SELECT @@max_allowed_packet", tuple)
+_PING = Compiled("SELECT 1", tuple)
+#: What the driver runs for the kinds of call that only :class:`ServerConnections` tells apart.
+_DRIVER_KINDS = {"removed": "count", "once": "count"}
 _POSTGRES_SIZE = Compiled("SELECT pg_total_relation_size('cache_rows')", tuple)
 _POSTGRES_VACUUM = Compiled("VACUUM FULL cache_rows", tuple)
 _MYSQL_OPTIMIZE = Compiled("OPTIMIZE TABLE cache_rows", tuple)
@@ -160,6 +163,10 @@ class ServerConnections(Connections):
         removed: bool = await self._run("removed", statement, values)
         return removed
 
+    async def execute_once(self, statement: Compiled, values: Sequence[Any]) -> int:
+        count: int = await self._run("once", statement, values)
+        return count
+
     async def _run(self, kind: Kind, statement: Compiled, values: Sequence[Any]) -> Any:
         for attempt in itertools.count(1):
             try:
@@ -184,16 +191,21 @@ class ServerConnections(Connections):
         reads, deletes by condition, a claim by the same holder, renewals and
         releases of its own claim); a ``"removed"`` delete that ran ``again``
         answers ``True`` when the row is gone (see
-        :meth:`~animedex_store.core.connections.Connections.remove`)."""
+        :meth:`~animedex_store.core.connections.Connections.remove`). A ``"once"``
+        statement is never run again: a held connection is asked whether it still
+        answers before it is risked, and a lost reply is an error (see
+        :meth:`~animedex_store.core.connections.Connections.execute_once`)."""
         connection, reused = await self._take()
+        if kind == "once" and reused and not await self._answers(connection):
+            return await self._once(kind, statement, values)  # dropped while idle: nothing was sent on it
         try:
-            result = await self.driver.run(connection, "count" if kind == "removed" else kind, statement, values)
+            result = await self.driver.run(connection, _DRIVER_KINDS.get(kind, kind), statement, values)
         except self.driver.error as exc:
             if not self.driver.is_disconnect(exc, connection):
                 await self._give_back(connection)
                 raise
             self._discard(connection)
-            if not reused:
+            if not reused or kind == "once":
                 raise
             self._close_idle()  # the server dropped them too, most likely
             return await self._once(kind, statement, values, again=True)
@@ -202,6 +214,20 @@ class ServerConnections(Connections):
             raise
         await self._give_back(connection)
         return (result > 0 or again) if kind == "removed" else result
+
+    async def _answers(self, connection: Any) -> bool:
+        """Whether a held connection still answers (one round trip); one that does not is dropped, with
+        the other idle ones (the server dropped them too, most likely)."""
+        try:
+            await self.driver.run(connection, "one", _PING, ())
+        except self.driver.error as exc:
+            if not self.driver.is_disconnect(exc, connection):
+                await self._give_back(connection)
+                raise
+            self._discard(connection)
+            self._close_idle()
+            return False
+        return True
 
     async def _take(self, *, autocommit: bool = False) -> tuple[Any, bool]:
         """``(connection, reused)``: an idle held connection, else a new one."""
@@ -408,6 +434,9 @@ class AsyncServerConnections(AsyncConnections):
 
     async def remove(self, statement: Compiled, values: Sequence[Any]) -> bool:
         return await self._loops.get().remove(statement, values)
+
+    async def execute_once(self, statement: Compiled, values: Sequence[Any]) -> int:
+        return await self._loops.get().execute_once(statement, values)
 
     async def vacuum(self) -> int | None:
         return await self._loops.get().vacuum()
