@@ -61,7 +61,9 @@ from .fastpath.connection import SharedSqliteConnection
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .migrations.connect import async_engine, open_async, open_async_engine
 from .rules.async_runtime import AsyncRuntime
-from .rules.operations import KeyListing, KeyQuery, Operations, check_options, documented_by, key_query
+from .rules.listing import KeyListing, KeyQuery, key_query
+from .rules.operations import Operations
+from .rules.options import check_options, documented_by
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

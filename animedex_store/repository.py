@@ -28,7 +28,9 @@ from .core.validation import renamed_argument
 from .fastpath.targets import DEFAULT_TIMEOUT_SECONDS, Target
 from .migrations.connect import open_blocking
 from .rules.flight import Fetched
-from .rules.operations import KeyListing, Operations, Options, check_options, documented_by, key_query
+from .rules.listing import KeyListing, key_query
+from .rules.operations import Operations
+from .rules.options import Options, check_options, documented_by
 from .rules.runtime import BlockingRuntime
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "KEY_MAX_LENGTH",
@@ -27,6 +27,7 @@ __all__ = [
     "renamed_argument",
     "check_choice",
     "check_moment",
+    "check_pairs",
 ]
 
 _T = TypeVar("_T")
@@ -171,3 +172,17 @@ def renamed_argument(old: str, new: str, value: _T) -> _T:
         stacklevel=3,
     )
     return value
+
+
+def check_pairs(items: object) -> Iterator[tuple[Any, Any]]:
+    """``(signature, payload)`` pairs from an iterable, refusing anything else with ``TypeError``."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(
+            f"items must be a mapping or an iterable of (signature, payload) pairs, not {type(items).__name__}"
+        )
+    for item in items:
+        try:
+            signature, payload = item
+        except (TypeError, ValueError):
+            raise TypeError(f"each item must be a (signature, payload) pair, not {item!r:.80}") from None
+        yield signature, payload

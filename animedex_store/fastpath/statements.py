@@ -1,6 +1,6 @@
 """The SQLite text of every statement in :mod:`animedex_store.sql.statements`. GENERATED: do not edit.
 
-Regenerate with ``python -m animedex_store.sql.statements`` after changing a
+Regenerate with ``python -m animedex_store.sql.freeze`` after changing a
 construct there; ``tests/test_statements.py`` fails while this file is stale.
 The SQLite fast path runs these without importing SQLAlchemy.
 """

@@ -13,99 +13,46 @@ document their methods with the docstrings written here. Standard library only.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..core.clock import Clock, clock_millis, clock_now, clock_seconds, epoch_seconds, utc_datetime
-from ..core.codecs import check_compression, decode, encode
-from ..core.compiled import Compiled, StatementSet
+from ..core.clock import clock_millis, clock_now, clock_seconds, utc_datetime
+from ..core.codecs import decode, encode
+from ..core.compiled import StatementSet
 from ..core.connections import ClosedConnections, Connections
-from ..core.listing import EVERY_ROW, KEY_ORDERS, KeyPage
-from ..core.response import CachedResponse, StoredKey
+from ..core.listing import EVERY_ROW
+from ..core.response import CachedResponse
 from ..core.validation import (
     MAX_TTL_SECONDS,
     MAX_WAIT_SECONDS,
-    check_choice,
-    check_count,
-    check_header_names,
     check_key,
-    check_moment,
+    check_pairs,
     check_payload,
     check_seconds,
     check_ttl,
     encode_headers,
 )
 from .flight import Flight, Key, timed_out
+from .listing import expiry_bound
+from .options import Options
 from .runtime import FlightGone, Runtime
-from .size_cap import SizeCap, check_max_bytes
+from .size_cap import SizeCap
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from ..core.stats import CacheStats
 
-__all__ = [
-    "Operations",
-    "Options",
-    "KeyListing",
-    "KeyQuery",
-    "PURGE_BATCH",
-    "check_options",
-    "documented_by",
-    "key_query",
-]
+__all__ = ["Operations", "PURGE_BATCH"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
-F = TypeVar("F", bound=Callable[..., Any])
 _EMPTY_HEADERS = b"{}"
 #: How :meth:`Operations._write` writes: always (the upsert), over a row that exists only, or only where no
 #: live row is.
 _SET, _REPLACE, _IF_MISSING = "set", "replace", "if missing"
 #: Rows removed per transaction by :meth:`Operations.purge_expired`.
 PURGE_BATCH = 1_000
-
-
-class Options(NamedTuple):
-    """A repository's settings that do not depend on its database, checked before it opens."""
-
-    clock: Clock | None
-    redacted: frozenset[str]
-    codec: int
-    max_bytes: int | None
-
-
-def check_options(clock: object, max_bytes: object, redact_headers: object, compression: object) -> Options:
-    """The constructor's options checked (``TypeError``/``ValueError``), before anything opens."""
-    if clock is not None and not callable(clock):
-        raise TypeError(f"clock must be a callable returning a datetime, not {type(clock).__name__}")
-    return Options(
-        clock, check_header_names(redact_headers), check_compression(compression), check_max_bytes(max_bytes)
-    )
-
-
-def documented_by(operation: Callable[..., Any]) -> Callable[[F], F]:
-    """Give a repository's method the docstring of the operation it runs: written once, here."""
-
-    def document(method: F) -> F:
-        method.__doc__ = operation.__doc__
-        return method
-
-    return document
-
-
-def _pairs(items: object) -> Iterator[tuple[Any, Any]]:
-    """``(signature, payload)`` pairs from an iterable, refusing anything else with ``TypeError``."""
-    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        raise TypeError(
-            f"items must be a mapping or an iterable of (signature, payload) pairs, not {type(items).__name__}"
-        )
-    for item in items:
-        try:
-            signature, payload = item
-        except (TypeError, ValueError):
-            raise TypeError(f"each item must be a (signature, payload) pair, not {item!r:.80}") from None
-        yield signature, payload
 
 
 def _utc_or_none(seconds: int | None) -> datetime | None:
@@ -297,7 +244,7 @@ class Operations:
         Every item is checked before anything is written.
         """
         check_key("backend", backend)
-        pairs = items.items() if isinstance(items, Mapping) else _pairs(items)
+        pairs = items.items() if isinstance(items, Mapping) else check_pairs(items)
         encoded: dict[str, tuple[bytes, int]] = {}  # signature -> (payload as stored, codec)
         for signature, payload in pairs:
             check_key("signature", signature)
@@ -502,10 +449,11 @@ class Operations:
     async def count(
         self, backend: str, *, include_expired: bool = False, expired_only: bool = False, as_of: datetime | None = None
     ) -> int:
-        """How many rows ``keys`` would list with the same arguments (:func:`key_query`); one query,
-        through the index ``ix_cache_rows_backend_expires_at``."""
+        """How many rows ``keys`` would list with the same arguments
+        (:func:`~animedex_store.rules.listing.key_query`); one query, through the index
+        ``ix_cache_rows_backend_expires_at``."""
         check_key("backend", backend)
-        expired, bound = _expiry_bound(self.clock, include_expired, expired_only, as_of)
+        expired, bound = expiry_bound(self.clock, include_expired, expired_only, as_of)
         row = await self.db.fetchone(self.sql.count_expired if expired else self.sql.count_live, (backend, bound))
         return int(row[0]) if row is not None else 0
 
@@ -582,92 +530,6 @@ class Operations:
         }
         held = await self.db.fetchone(self.sql.claims_held, (self.now_ms(),))
         return CacheStats.from_backends(backends, claims_held=int(held[0]) if held else 0)
-
-
-def _expiry_bound(
-    clock: Clock | None, include_expired: bool, expired_only: bool, as_of: datetime | None
-) -> tuple[bool, int]:
-    """``(expired, bound)``: rows with ``expires_at <= bound`` if ``expired``, else ``> bound``."""
-    moment = clock_seconds(clock) if as_of is None else epoch_seconds(check_moment("as_of", as_of))
-    if expired_only:
-        return True, moment
-    return False, EVERY_ROW if include_expired else moment
-
-
-class KeyQuery(NamedTuple):
-    """What one ``keys`` call lists, checked: the first page's values and variant, how many per page."""
-
-    backend: str
-    bound: int
-    page: KeyPage
-    page_size: int
-    limit: int | None
-
-
-def key_query(
-    clock: Clock | None,
-    backend: str,
-    *,
-    include_expired: bool = False,
-    expired_only: bool = False,
-    as_of: datetime | None = None,
-    order_by: str = "signature",
-    descending: bool = False,
-    limit: int | None = None,
-    page_size: int = 1_000,
-) -> KeyQuery:
-    """The keys of ``backend``'s live rows as :class:`StoredKey` ``(signature, expires_at, size)``;
-    payloads are not read. Every argument is checked when the call is made, before anything is read
-    (an async repository need not be open yet).
-
-    Which rows: live ones (``expires_at`` after ``as_of``, by default the repository's
-    now); with ``include_expired=True`` every row; with ``expired_only=True`` only the
-    rows expired as of ``as_of`` (``include_expired`` then changes nothing). In the
-    order of ``order_by`` (``"signature"``, ``"expires_at"`` or ``"size"`` as stored;
-    ties by signature), ``descending`` reversing it, at most ``limit`` keys. Read in pages
-    of ``page_size`` rows, each one query continuing after the last row seen: rows written
-    or deleted meanwhile are seen or not, never twice. Ordered by expiry, the index
-    ``ix_cache_rows_backend_expires_at`` reads only the rows returned.
-    """
-    check_key("backend", backend)
-    expired, bound = _expiry_bound(clock, include_expired, expired_only, as_of)
-    order = check_choice("order_by", order_by, KEY_ORDERS)
-    page_size = check_count("page_size", page_size)
-    remaining = None if limit is None else check_count("limit", limit)
-    return KeyQuery(backend, bound, KeyPage(order, bool(descending), expired, after=False), page_size, remaining)
-
-
-class KeyListing:
-    """The pages of one ``keys`` call (:func:`key_query`) on ``operations``' database: each
-    :meth:`next_page` is one query continuing after the last row of the page before."""
-
-    def __init__(self, operations: Operations, query: KeyQuery) -> None:
-        self._operations = operations
-        self._values: tuple[Any, ...] = (query.backend, query.bound, None, None)
-        self._page = query.page
-        self._page_size = query.page_size
-        self._remaining = query.limit
-        self._done = False
-
-    async def next_page(self) -> list[StoredKey] | None:
-        """The next page of keys; ``None`` once every key was listed."""
-        if self._done:
-            return None
-        wanted = self._page_size if self._remaining is None else min(self._page_size, self._remaining)
-        operations = self._operations
-        statement: Compiled = operations.sql.keys_page(self._page)
-        rows = await operations.db.fetchall(statement, (*self._values, wanted))
-        if len(rows) < wanted:
-            self._done = True
-        else:
-            if self._remaining is not None:
-                self._remaining -= len(rows)
-                self._done = self._remaining == 0
-            last = rows[-1]  # (signature, expires_at, size): continue after it in the listing's order
-            backend, bound = self._values[:2]
-            self._values = (backend, bound, last[KEY_ORDERS.index(self._page.order_by)], last[0])
-            self._page = self._page._replace(after=True)
-        return [StoredKey(signature, utc_datetime(expires_at), int(size)) for signature, expires_at, size in rows]
 
 
 class _Flights:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from ...core.response import StoredKey
 from ...errors import StoreError
-from ...rules.operations import KeyListing, Operations, key_query
+from ...rules.listing import KeyListing, key_query
+from ...rules.operations import Operations
 from ..shared import Repository, log_swallowed, log_unreadable, operations, row_ttl
 from .rows import (
     CHUNK_SIZE,
@@ -300,7 +301,7 @@ def _stored_or_none(payload: bytes | None) -> Stored | None:
 
 
 async def _listed(ops: Operations, backend: str, **options: object) -> list[StoredKey]:
-    """Every key :func:`~animedex_store.rules.operations.key_query` chooses with ``options``, page by page."""
+    """Every key :func:`~animedex_store.rules.listing.key_query` chooses with ``options``, page by page."""
     listing = KeyListing(ops, key_query(ops.clock, backend, **options))  # type: ignore[arg-type]
     found: list[StoredKey] = []
     while (page := await listing.next_page()) is not None:
