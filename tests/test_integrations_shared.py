@@ -9,7 +9,6 @@ import asyncio
 import gc
 import importlib
 import sys
-import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -19,9 +18,7 @@ from typing import Any, NamedTuple
 import pytest
 from at_head import build_at_head
 from conftest import SERVER_URLS
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sessions import sessions_settle, tagged
 
 from animedex_store import AsyncCacheRepository, CacheRepository
 from animedex_store.core.validation import KEY_MAX_LENGTH, MAX_TTL_SECONDS
@@ -299,26 +296,6 @@ def test_the_shared_module_imports_no_optional_library() -> None:
     assert not {"requests_cache", "hishel", "aiohttp_client_cache", "cachecontrol"} & set(vars(shared))
 
 
-def _sessions_on(url: str) -> Callable[[], int]:
-    """How many server sessions are open on ``url``'s sandbox (counted from a connection of its own)."""
-    parsed = make_url(url)
-    admin = create_engine(
-        SERVER_URLS["postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb"], poolclass=NullPool
-    )
-
-    def count() -> int:
-        with admin.connect() as connection:
-            if parsed.get_backend_name() == "postgresql":
-                query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %(tag)s"
-                row = connection.exec_driver_sql(query, {"tag": parsed.query["application_name"]}).one()
-            else:
-                query = "SELECT count(*) FROM information_schema.processlist WHERE db = %(db)s"
-                row = connection.exec_driver_sql(query, {"db": parsed.database}).one()
-        return int(row[0])
-
-    return count
-
-
 @pytest.mark.server
 @pytest.mark.parametrize("server", list(SERVER_URLS))
 def test_dropped_objects_give_their_server_sessions_back(
@@ -334,12 +311,8 @@ def test_dropped_objects_give_their_server_sessions_back(
     from animedex_store.integrations.hishel import StoreStorage
     from animedex_store.integrations.requests_cache import StoreCache
 
-    url = make_url(open_sandbox(server))
-    if server == "postgresql":
-        url = url.update_query_dict({"application_name": f"animedex-test-{uuid.uuid4().hex[:12]}"})
-    target = url.render_as_string(hide_password=False)
+    target = tagged(open_sandbox(server))
     build_at_head(target, SERVER_URLS)
-    sessions = _sessions_on(target)
     request = Request(method="GET", url="https://anime.example/", headers=Headers({}))
     for number in range(20):
         storage = StoreStorage(target)
@@ -351,4 +324,4 @@ def test_dropped_objects_give_their_server_sessions_back(
         control = ControlCache(target)
         control.set(f"k{number}", b"metadata", 60)
         del storage, cache, control
-        assert sessions() == 0
+        assert sessions_settle(target, 0) == 0
