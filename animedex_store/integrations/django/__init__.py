@@ -1,28 +1,28 @@
 """Django's cache framework on animedex-store: a cache backend in SQLite, PostgreSQL or MariaDB/MySQL.
 
-```python
-CACHES = {  # a SQLite file
-    "default": {
-        "BACKEND": "animedex_store.integrations.django.StoreCache",
-        "LOCATION": "/var/cache/mysite/django-cache.sqlite",  # "" (or none): the default cache file
-        "TIMEOUT": 300,
-        "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 3},
-    },
-}
-CACHE_DATABASE = "postgresql+psycopg://app@db/mysite?options=-csearch_path%3Dcache"  # a schema of its own
-CACHES = {  # PostgreSQL: two caches in one database, a namespace each
-    "default": {
-        "BACKEND": "animedex_store.integrations.django.StoreCache",
-        "LOCATION": CACHE_DATABASE,
-        "OPTIONS": {"MAX_ENTRIES": 1_000_000, "namespace": "django"},
-    },
-    "sessions": {
-        "BACKEND": "animedex_store.integrations.django.StoreCache",
-        "LOCATION": CACHE_DATABASE,
-        "OPTIONS": {"MAX_ENTRIES": 10_000_000, "namespace": "sessions"},
-    },
-}
-```
+.. code-block:: python
+
+    CACHES = {  # a SQLite file
+        "default": {
+            "BACKEND": "animedex_store.integrations.django.StoreCache",
+            "LOCATION": "/var/cache/mysite/django-cache.sqlite",  # "" (or none): the default cache file
+            "TIMEOUT": 300,
+            "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 3},
+        },
+    }
+    CACHE_DATABASE = "postgresql+psycopg://app@db/mysite?options=-csearch_path%3Dcache"  # a schema of its own
+    CACHES = {  # PostgreSQL: two caches in one database, a namespace each
+        "default": {
+            "BACKEND": "animedex_store.integrations.django.StoreCache",
+            "LOCATION": CACHE_DATABASE,
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000, "namespace": "django"},
+        },
+        "sessions": {
+            "BACKEND": "animedex_store.integrations.django.StoreCache",
+            "LOCATION": CACHE_DATABASE,
+            "OPTIONS": {"MAX_ENTRIES": 10_000_000, "namespace": "sessions"},
+        },
+    }
 
 ``LOCATION`` is anything :class:`~animedex_store.CacheRepository` takes, and the
 database must be animedex-store's own: a repository refuses one holding tables
