@@ -126,7 +126,10 @@ def expected_anchors() -> list[str]:
         "animedex_store.testing.FrozenClock",
     ]
     for module in public_api.integration_modules():
-        names += [f"{module}.{name}" for name in public_api.public_classes(module)]
+        try:
+            names += [f"{module}.{name}" for name in public_api.public_classes(module)]
+        except ImportError:  # its library is not installed on this Python (the site was built where it is)
+            names.append(module)
     return names
 
 
