@@ -192,6 +192,9 @@ def test_no_reference_cycle_keeps_a_repository_alive(tmp_path: Path, side: str) 
         repository: Any = (
             _use_sync(f"sqlite:///{path}") if side == "sync" else asyncio.run(_use_async(f"sqlite:///{path}"))
         )
+        for thread in threading.enumerate():  # the thread that opened the file holds it until it has ended
+            if thread.name == "animedex-store open":
+                thread.join()
         dropped, its_operations = weakref.ref(repository), weakref.ref(repository._ops)
         del repository
         assert dropped() is None and its_operations() is None  # nor what holds its connections
