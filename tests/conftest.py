@@ -66,7 +66,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out the tests a peer suite's module says exercise only the peer's own code: its
-    ``peer_deselected(item)`` returns the reason (:mod:`hishel_suite`), shown with ``-v``."""
+    ``peer_deselected(item)`` returns the reason (:mod:`hishel_suite`), shown with ``-v``.
+
+    Then the tests of a module with ``START_FIRST = True`` go first: long tests that mostly wait
+    (Django's suite in a child process, sleeping through its expiries) overlap the rest of the run
+    on one worker instead of making its tail."""
+    items.sort(key=lambda item: not getattr(getattr(item, "module", None), "START_FIRST", False))  # stable
     kept, left_out = [], []
     for item in items:
         why = getattr(getattr(item, "module", None), "peer_deselected", lambda _item: None)(item)

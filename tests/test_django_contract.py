@@ -18,6 +18,9 @@ import pytest
 from conftest import ENGINES, SERVER_URLS
 from django_suite import CONTROL, OURS, database_setting, expected_tests, run_django_tests
 
+#: Each run takes 15-30 s, most of it Django's tests sleeping (conftest's hook starts them first).
+START_FIRST = True
+
 
 def _location(engine: str, tmp_path: Path, open_sandbox: Callable[[str], str]) -> str:
     """Our cache's LOCATION: a SQLite file, or a sandbox on the server (which also checks it answers)."""
