@@ -200,12 +200,14 @@ def _open_counting_steps(path: Path) -> int:
     """Open a repository on ``path``; how many migration steps this process ran."""
     logger = logging.getLogger("alembic.runtime.migration")
     counter = _RunningMigrations()
+    level = logger.level
     logger.addHandler(counter)
     logger.setLevel(logging.INFO)
     try:
         CacheRepository(path).close()
     finally:
         logger.removeHandler(counter)
+        logger.setLevel(level)  # left at INFO, it filled later tests' caplog with alembic's lines
     return counter.steps
 
 
