@@ -223,8 +223,6 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where Dj
         """The value stored for ``key``, else ``default`` stored (as ``add`` would) and returned. A
         callable ``default`` is called once per key across processes (single flight); the others get
         its value."""
-        if not callable(default):
-            return super().get_or_set(key, default, timeout=timeout, version=version)
         return run_blocking(self._sync.get_or_set(key, default, timeout, version))
 
     def delete(self, key: Any, version: int | None = None) -> bool:
@@ -279,8 +277,6 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where Dj
     ) -> Any:
         """:meth:`get_or_set`, on :class:`~animedex_store.AsyncCacheRepository` (a callable ``default`` is
         called on the event loop, as Django's own ``aget_or_set`` calls it)."""
-        if not callable(default):
-            return await super().aget_or_set(key, default, timeout=timeout, version=version)
         return await self._async.get_or_set(key, default, timeout, version)
 
     async def adelete(self, key: Any, version: int | None = None) -> bool:
@@ -295,9 +291,12 @@ class StoreCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Any where Dj
         """:meth:`clear`, on :class:`~animedex_store.AsyncCacheRepository`."""
         await self._async.clear()
 
+    async def aclose(self, **kwargs: Any) -> None:
+        """As ``close()``: nothing to release (see the module documentation), and no thread hop for it."""
+
     # ``decr``/``adecr``, ``incr_version``/``decr_version`` and their async twins are BaseCache's: they
-    # call the methods above (so the async ones stay on the event loop). ``close``/``aclose``:
-    # BaseCache's, which release nothing (see the module documentation).
+    # call the methods above (so the async ones stay on the event loop). ``close``: BaseCache's, which
+    # releases nothing.
 
     def __repr__(self) -> str:
         return f"<Django cache StoreCache on {self._store.name()}, namespace {self.namespace!r}>"

@@ -26,6 +26,8 @@ __all__ = ["Operations", "signature", "dump"]
 _HASHED = "sha256:"
 #: Seconds ``get_or_set`` waits for another caller's value before computing its own.
 _FLIGHT_WAIT_SECONDS = 30.0
+#: What :meth:`Operations.get` returns for a missing key where ``None`` may be a stored value.
+_MISSING = object()
 
 
 def signature(key: str) -> str:
@@ -172,7 +174,10 @@ class Operations:
             raise ValueError(f"Key '{key}' not found")
         return result[0]
 
-    async def get_or_set(self, key: Any, default: Callable[[], Any], timeout: Any, version: int | None) -> Any:
+    async def get_or_set(self, key: Any, default: Any, timeout: Any, version: int | None) -> Any:
+        if not callable(default):  # BaseCache's get_or_set, on this side's operations
+            value = await self.get(key, _MISSING, version)
+            return await self.add_then_get(key, default, timeout, version) if value is _MISSING else value
         row, rows = self.signature(key, version), self.rows()
         ttl = self.ttl(rows, timeout)
         computed: list[Any] = []
@@ -194,15 +199,18 @@ class Operations:
             await self.make_room(rows, 1, keep=row)
             return computed[0]
         if response is None:  # the wait ran out: as BaseCache's get_or_set would
-            value = default()
-            await self.add(key, value, timeout, version)
-            return await self.get(key, value, version)
+            return await self.add_then_get(key, default(), timeout, version)
         try:
             return self.load(response.payload, row)
         except Unreadable:  # a live row that does not unpickle: replaced
             value = default()
             await self.set(key, value, timeout, version)
             return value
+
+    async def add_then_get(self, key: Any, value: Any, timeout: Any, version: int | None) -> Any:
+        """``value`` added (as :meth:`add`), then what is stored: another writer's value may have won."""
+        await self.add(key, value, timeout, version)
+        return await self.get(key, value, version)
 
     async def delete(self, key: Any, version: int | None) -> bool:
         return await self.rows().delete(self.namespace, self.signature(key, version))
