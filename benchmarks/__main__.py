@@ -20,6 +20,7 @@ from . import (
     hot_path,
     http_cache_hits,
     layouts,
+    loop_held,
     real_payloads,
     requests_cache_hits,
     scale,
@@ -41,6 +42,7 @@ SUITES = {
     "startup": startup.run,
     "servers": servers.run,
     "async": async_suite.run,
+    "loop_held": loop_held.run,
     "django": django_cache.run,
 }
 
