@@ -263,13 +263,16 @@ class SqliteFileConnections(_InlineFirst):
 
     blocking: SharedSqliteConnection
 
-    def __init__(self, writer: SharedSqliteConnection) -> None:
+    def __init__(self, writer: SharedSqliteConnection, *, timeout: float) -> None:
         super().__init__(writer)
         assert writer.path is not None
-        reader = connect(writer.path, timeout=0, create=False)
+        # Set up waiting as long as the writer would (this runs on the thread that opens; with no
+        # wait, a writer's lock of the moment failed the open: "database is locked"), then never.
+        reader = connect(writer.path, timeout=timeout, create=False)
         try:
             # SQLite reads the schema on a connection's first statement: here, not under the bound.
             reader.execute("SELECT 1 FROM cache_rows LIMIT 0").fetchall()
+            reader.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             reader.close()
             raise

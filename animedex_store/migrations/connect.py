@@ -66,7 +66,7 @@ def open_async(
     if blocking.path is None:
         return InlineConnections(blocking), statements  # in memory: nothing else can lock it
     try:
-        return SqliteFileConnections(blocking), statements
+        return SqliteFileConnections(blocking, timeout=timeout), statements
     except BaseException:
         blocking.close()
         raise
