@@ -27,6 +27,7 @@ HELD_BOUND_US = 2_000.0
 TICK_SECONDS = 0.001
 #: One row in this many is expired (for ``purge_expired``).
 EXPIRED_EVERY = 100
+_FAR_FUTURE = 4_102_444_800  # 2100-01-01: live whatever the clock says
 #: How many keys the calls on many keys name.
 MANY_KEYS = 512
 
@@ -55,7 +56,7 @@ WRITES: dict[str, Call] = {
 def run(settings: Settings, workdir: Path) -> list[Result]:
     rows = QUICK_ROWS if settings.quick else ROWS
     path = workdir / "loop-held.sqlite"
-    _build(path, rows)
+    build_rows(path, rows)
     keys = [f"k{index:07d}" for index in range(0, rows, rows // MANY_KEYS)][:MANY_KEYS]
     results = [_result("control: the loop only sleeps 50 ms", settings, lambda: asyncio.run(_control()))]
     for where in ("file", "memory"):
@@ -74,8 +75,10 @@ def _result(label: str, settings: Settings, measure: Callable[[], float]) -> Res
     return Result(f"loop held by {label} (µs)", held, "the 2 ms bound", HELD_BOUND_US, 1.0)
 
 
-def _build(path: Path, rows: int) -> None:
-    """``rows`` rows of 32 bytes in backend ``b`` at head, one in :data:`EXPIRED_EVERY` expired."""
+def build_rows(path: Path, rows: int) -> None:
+    """A SQLite file at ``path``, at head, of ``rows`` rows of 32 bytes in backend ``b`` (signatures
+    ``k0000000`` on), one in :data:`EXPIRED_EVERY` expired; its WAL checkpointed, so a copy is whole.
+    (``tests/million.py`` builds the tests' file with it.)"""
     CacheRepository(path).close()
     connection = sqlite3.connect(path, isolation_level=None)
     try:
@@ -83,9 +86,8 @@ def _build(path: Path, rows: int) -> None:
         connection.execute(
             "INSERT INTO cache_rows (backend, signature, expires_at, fetched_at, codec, response_headers, payload) "
             "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-            "SELECT 'b', printf('k%07d', i), CASE WHEN i % ? = 0 THEN 1 ELSE 4102444800 END, 1, 0, '{}', "
-            "zeroblob(32) FROM n",
-            (rows - 1, EXPIRED_EVERY),
+            "SELECT 'b', printf('k%07d', i), CASE WHEN i % ? = 0 THEN 1 ELSE ? END, 1, 0, '{}', zeroblob(32) FROM n",
+            (rows - 1, EXPIRED_EVERY, _FAR_FUTURE),
         )
         connection.execute("COMMIT")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the file: copies are whole
@@ -107,17 +109,19 @@ async def _held(path: Path, workdir: Path, where: str, call: Call, keys: list[st
             shutil.copyfile(path, workdir / "loop-held-copy.sqlite")
         repository = await AsyncCacheRepository(workdir / "loop-held-copy.sqlite" if copy else path).open()
     try:
-        return await _worst_lateness(lambda: call(repository, keys))
+        return await worst_lateness(lambda: call(repository, keys)) * 1e6
     finally:
         await repository.close()
 
 
 async def _control() -> float:
-    return await _worst_lateness(lambda: asyncio.sleep(0.05))
+    return await worst_lateness(lambda: asyncio.sleep(0.05)) * 1e6
 
 
-async def _worst_lateness(call: Callable[[], Awaitable[Any]]) -> float:
-    """The ticker's worst lateness, in µs, while ``call()`` runs."""
+async def worst_lateness(call: Callable[[], Awaitable[Any]]) -> float:
+    """The worst lateness, in seconds, of a coroutine sleeping :data:`TICK_SECONDS` at a time while
+    ``call()`` runs: a call that kept the loop ``x`` seconds makes it ``x`` late (``tests/test_loop_held.py``
+    holds each call to a bound with it)."""
     done = False
     worst = 0.0
 
@@ -135,4 +139,4 @@ async def _worst_lateness(call: Callable[[], Awaitable[Any]]) -> float:
     finally:
         done = True
         await ticker
-    return worst * 1e6
+    return worst

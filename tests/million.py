@@ -1,6 +1,7 @@
 """A SQLite cache file of 1,000,000 rows, built once per test session and shared by the xdist workers.
 
-One ``INSERT ... SELECT`` from a recursive CTE builds it (about 3 s, 130 MB) in
+One ``INSERT ... SELECT`` from a recursive CTE builds it (about 3 s, 130 MB;
+:func:`benchmarks.loop_held.build_rows`, which the loop-held benchmark uses too) in
 a temporary name beside its final one, renamed into place when complete; a file
 lock (POSIX ``fcntl``) makes the workers of one session wait for the first one's
 build instead of building it again. Tests that change rows work on a copy
@@ -12,18 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from at_head import build_at_head
+from benchmarks.loop_held import EXPIRED_EVERY, build_rows
 
 __all__ = ["ROWS", "EXPIRED_EVERY", "million_rows_file", "copy_of", "signatures"]
 
 ROWS = 1_000_000
-#: Every this many rows one is expired (1 %: what ``purge_expired`` removes).
-EXPIRED_EVERY = 100
-_FAR_FUTURE = 4_102_444_800  # 2100-01-01: live whatever the clock says
 
 
 def million_rows_file(shared_directory: Path) -> Path:
@@ -32,26 +29,9 @@ def million_rows_file(shared_directory: Path) -> Path:
     with _exclusive(shared_directory / "million-rows.lock"):
         if not path.exists():
             building = path.with_name(f"building-{os.getpid()}.sqlite")
-            _build(building)
+            build_rows(building, ROWS)
             os.replace(building, path)
     return path
-
-
-def _build(path: Path) -> None:
-    build_at_head(f"sqlite:///{path}", {})
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        connection.execute("BEGIN")
-        connection.execute(
-            "INSERT INTO cache_rows (backend, signature, expires_at, fetched_at, codec, response_headers, payload) "
-            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-            "SELECT 'b', printf('k%07d', i), CASE WHEN i % ? = 0 THEN 1 ELSE ? END, 1, 0, '{}', zeroblob(32) FROM n",
-            (ROWS - 1, EXPIRED_EVERY, _FAR_FUTURE),
-        )
-        connection.execute("COMMIT")
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file itself: copies are whole
-    finally:
-        connection.close()
 
 
 def copy_of(path: Path, directory: Path) -> Path:

@@ -30,11 +30,10 @@ from animedex_store import AsyncCacheRepository
 from animedex_store.core.clock import epoch_millis
 from animedex_store.fastpath import async_connection
 from animedex_store.testing import FrozenClock
+from benchmarks.loop_held import worst_lateness
 
 #: The worst lateness of the ticker that a call may cause (see the module docstring).
 LATENESS_BOUND = 0.1
-#: The ticker's pause.
-TICK = 0.001
 
 
 @pytest.fixture(scope="session")
@@ -44,28 +43,6 @@ def million(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent
     return million_rows_file(shared)
-
-
-async def _worst_lateness(call: Callable[[], Awaitable[Any]]) -> float:
-    """The ticker's worst lateness, in seconds, while ``call()`` runs."""
-    done = False
-    worst = 0.0
-
-    async def tick() -> None:
-        nonlocal worst
-        while not done:
-            started = time.perf_counter()
-            await asyncio.sleep(TICK)
-            worst = max(worst, time.perf_counter() - started - TICK)
-
-    ticker = asyncio.ensure_future(tick())
-    await asyncio.sleep(TICK)  # ticking
-    try:
-        await call()
-    finally:
-        done = True
-        await ticker
-    return worst
 
 
 async def _listed(repository: AsyncCacheRepository, **arguments: Any) -> int:
@@ -131,7 +108,7 @@ def _never_holds_the_loop(
         repository = await _on_the_rows(million, where, directory, copy=not pure)
         try:
             before = _long(repository)
-            assert await _worst_lateness(lambda: call(repository)) < LATENESS_BOUND
+            assert await worst_lateness(lambda: call(repository)) < LATENESS_BOUND
             if pure:
                 with monkeypatch.context() as bounded:
                     bounded.setattr(async_connection, "INLINE_STATEMENT_SECONDS", 0.0)
@@ -162,7 +139,7 @@ def test_opening_a_million_rows_never_holds_the_loop(million: Path) -> None:
     async def use() -> None:
         repository = AsyncCacheRepository(million)
         try:
-            assert await _worst_lateness(repository.open) < LATENESS_BOUND
+            assert await worst_lateness(repository.open) < LATENESS_BOUND
             assert await repository.get("b", "k0000001") == bytes(32)
         finally:
             await repository.close()
@@ -189,7 +166,7 @@ def test_a_plain_fetch_runs_on_a_worker_thread(tmp_path: Path) -> None:
 
     async def use() -> tuple[float, int]:
         async with AsyncCacheRepository(tmp_path / "cache.sqlite") as repository:
-            lateness = await _worst_lateness(
+            lateness = await worst_lateness(
                 lambda: repository.get_or_fetch("b", "plain", blocking_fetch, ttl_seconds=60)
             )
             assert (await repository.get_or_fetch("b", "async", async_fetch, ttl_seconds=60)).payload == b"fetched too"
